@@ -1,0 +1,282 @@
+/* autonad.h: the one public header of the autonad C core.
+   It is also the FFI contract: lua/autonad/ffi.lua drops the lines starting with '#' and hands
+   the rest to ffi.cdef, so everything here is plain C that LuaJIT's parser accepts:
+   no macros, no bit-fields, no varargs, no callbacks, structs passed by pointer. */
+#ifndef AUTONAD_H
+#define AUTONAD_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------------------------
+   Conventions (read once, they hold for every function below)
+   - Status: 0 on success, a negative NAD_E* code on failure; pointer-returning functions
+     return NULL on failure. The failure's message is in nad_last_error() (thread-local),
+     e.g. "conv2d_forward: x has 3 channels, w expects 1". The core never aborts or prints.
+   - Tensors are float32, 0 to 5 dimensions, views (sizes, strides in elements, offset) on a
+     reference-counted storage. A slice of a larger weight is a view, never a copy.
+   - Layout: images and feature maps are channels-last, x[N,H,W,C]; token sequences are
+     [N,L,C] (the same memory as [N,H,W,C] with L = H*W). Convolution weights are
+     w[Co,K,K,Ci/groups]; linear weights are w[out,in] (y = x w^T + b).
+   - Outputs ("y", "dx") are resized to the result's shape when their shape differs (they
+     must then own their storage, see nad_tensor_resize) and are overwritten. Parameter
+     gradients ("dw", "db", "dgamma", ...) are ACCUMULATED (+=) and are never resized.
+     A NULL gradient output is not computed. On failure no output has been touched.
+   - Arguments go: workspace, parameters, const inputs, outputs.
+   - Inputs must be contiguous unless a function says otherwise; weights may be any view.
+   ------------------------------------------------------------------------------------------ */
+
+enum {
+    NAD_OK = 0,
+    NAD_EINVAL = -1,  /* bad argument: shape, stride, value */
+    NAD_ENOMEM = -2,  /* allocation failed */
+    NAD_EIO = -3,     /* a file could not be read or written */
+    NAD_EFORMAT = -4, /* a file's content is corrupt or unsupported */
+    NAD_ESTATE = -5   /* a call made in the wrong state (e.g. resizing a shared view) */
+};
+enum { NAD_MAX_DIMS = 5 };
+
+/* ---- errors, version, threads (core/error.c, core/threads.c) ---- */
+
+/* The message of the last failure on this thread ("" if none). Valid until the next call. */
+const char *nad_last_error(void);
+void nad_clear_error(void);
+const char *nad_version(void);
+/* Sets the threads used by OpenBLAS and by the core's own parallel loops (n >= 1). */
+int nad_set_num_threads(int32_t n);
+int32_t nad_get_num_threads(void);
+/* OpenBLAS's configuration and the kernel it chose, e.g. "OpenBLAS 0.3.21 ... | Haswell". */
+const char *nad_blas_info(void);
+
+/* ---- tensors (core/tensor.c) ---- */
+
+typedef struct nad_tensor nad_tensor;
+
+/* A new contiguous tensor of the given sizes (ndim 0..5), zero-filled; NULL on failure. */
+nad_tensor *nad_tensor_new(int32_t ndim, const int64_t *sizes);
+/* Releases this handle; the storage goes with its last view. nad_tensor_free(NULL) is a no-op. */
+void nad_tensor_free(nad_tensor *t);
+/* A new handle on the same view (shares storage). */
+nad_tensor *nad_tensor_view(const nad_tensor *t);
+/* A view of t restricted to [start, start+length) along dim (W[:out] is narrow(W, 0, 0, out)). */
+nad_tensor *nad_tensor_narrow(const nad_tensor *t, int32_t dim, int64_t start, int64_t length);
+/* A view with the dimensions permuted: result dim i is t's dim perm[i]. */
+nad_tensor *nad_tensor_permute(const nad_tensor *t, const int32_t *perm);
+/* A view of a contiguous t with other sizes and the same number of elements. */
+nad_tensor *nad_tensor_reshape(const nad_tensor *t, int32_t ndim, const int64_t *sizes);
+/* Gives t the sizes given, contiguous. A no-op when t already has them; otherwise t must be
+   contiguous at offset 0 of its storage. The storage grows (contents zeroed) only when too
+   small, which fails with NAD_ESTATE when other views share it. Buffers are thus reused. */
+int nad_tensor_resize(nad_tensor *t, int32_t ndim, const int64_t *sizes);
+
+int32_t nad_tensor_ndim(const nad_tensor *t);
+int64_t nad_tensor_size(const nad_tensor *t, int32_t dim);   /* -1 if dim is out of range */
+int64_t nad_tensor_stride(const nad_tensor *t, int32_t dim); /* in elements */
+int64_t nad_tensor_numel(const nad_tensor *t);
+int32_t nad_tensor_is_contiguous(const nad_tensor *t);
+/* 1 when a and b are views of one storage. */
+int32_t nad_tensor_same_storage(const nad_tensor *a, const nad_tensor *b);
+/* Address of the view's first element (storage data + offset). */
+float *nad_tensor_data(const nad_tensor *t);
+
+/* dst = src elementwise; any strides; shapes must match (dst is not resized). */
+int nad_tensor_copy(nad_tensor *dst, const nad_tensor *src);
+/* Every element of the view set to v; any strides. */
+int nad_tensor_fill(nad_tensor *t, float v);
+/* Sum of all elements in double precision; any strides. */
+double nad_tensor_sum(const nad_tensor *t);
+
+/* ---- random numbers (core/rng.c) ----
+   A counter-based generator: element i of a fill is a hash of (seed, counter + i), so a fill
+   gives the same bits whatever the thread count, and the state is two plain integers that a
+   checkpoint can save. Each call advances counter by the number of values it drew. */
+
+typedef struct nad_rng {
+    uint64_t seed;
+    uint64_t counter;
+} nad_rng;
+
+void nad_rng_init(nad_rng *rng, uint64_t seed);
+uint64_t nad_rng_next_u64(nad_rng *rng);
+double nad_rng_next_double(nad_rng *rng); /* in [0, 1) */
+/* Uniform in [lo, hi) / normal(mean, std) into every element of t (any strides). */
+int nad_rng_uniform(nad_rng *rng, float lo, float hi, nad_tensor *t);
+int nad_rng_normal(nad_rng *rng, float mean, float std, nad_tensor *t);
+
+/* ---- workspace (core/workspace.c) ----
+   Scratch memory for operators (im2col columns, packed weights). It grows to the largest
+   request and is then reused, so hot loops do not allocate. One workspace serves one thread
+   at a time; its contents are undefined between calls. */
+
+typedef struct nad_workspace nad_workspace;
+nad_workspace *nad_workspace_new(size_t initial_bytes);
+void nad_workspace_free(nad_workspace *ws);
+size_t nad_workspace_capacity(const nad_workspace *ws);
+
+/* ---- linear (core/ops/linear.c) ----
+   y[..., out] = x[..., in] w[out, in]^T + b[out]; b may be NULL.
+   x's leading dims must collapse into one row dimension; its rows may be strided (x may be a
+   column slice of a wider tensor) but its last dim has unit stride. w may be a leading slice
+   W[:out, :in] of a larger weight (unit stride along in); b a leading slice. */
+int nad_linear_forward(const nad_tensor *x, const nad_tensor *w, const nad_tensor *b,
+                       nad_tensor *y);
+/* dx = dy w (overwritten, x's shape); dw += dy^T x; db += sum over rows of dy. */
+int nad_linear_backward(const nad_tensor *x, const nad_tensor *w, const nad_tensor *dy,
+                        nad_tensor *dx, nad_tensor *dw, nad_tensor *db);
+
+/* ---- conv2d (core/ops/conv2d.c) ----
+   y[N,Ho,Wo,Co] = conv(x[N,H,W,Ci], w[Co,K,K,Ci/groups]) + b[Co]; b may be NULL.
+   Ho = (H + 2 pad - dilation (K-1) - 1) / stride + 1, likewise Wo. Zero padding.
+   groups divides Ci and Co; groups == Ci == Co is depthwise. w may be any view (a slice of
+   a larger weight, a centre crop of a larger kernel, a dilated view): it is packed into the
+   workspace when not contiguous. */
+typedef struct nad_conv2d_params {
+    int32_t stride;
+    int32_t pad;
+    int32_t dilation;
+    int32_t groups;
+} nad_conv2d_params;
+int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
+                       const nad_tensor *w, const nad_tensor *b, nad_tensor *y);
+/* dx overwritten (x's shape); dw (any view, same shape as w) and db accumulated. */
+int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
+                        const nad_tensor *w, const nad_tensor *dy, nad_tensor *dx,
+                        nad_tensor *dw, nad_tensor *db);
+
+/* ---- batched matrix product (core/ops/matmul.c) ----
+   c = alpha * op(a) op(b) + beta * c, over matching leading (batch) dims, up to 3 of them.
+   op(m) is m or its transpose (trans_* = 1). The last two dims of a, b and c are matrices
+   that need unit stride in one of the two (a per-head view of [N,L,heads*d] qualifies:
+   permute it to [N,heads,L,d]). c is not resized: it must have the result's shape, may be a
+   strided view, and with beta == 0 its old contents are ignored. The backward of
+   c = a b is da = dc b^T, db = a^T dc: two more calls of this function. */
+int nad_matmul(int32_t trans_a, int32_t trans_b, float alpha, const nad_tensor *a,
+               const nad_tensor *b, float beta, nad_tensor *c);
+
+/* ---- softmax over the last dim (core/ops/softmax.c) ---- */
+int nad_softmax_forward(const nad_tensor *x, nad_tensor *y);
+/* dx = y * (dy - sum(dy * y)) along the last dim. */
+int nad_softmax_backward(const nad_tensor *y, const nad_tensor *dy, nad_tensor *dx);
+
+/* ---- layer norm over the last dim (core/ops/layernorm.c) ----
+   y = (x - mean) * rstd * gamma + beta, rstd = 1/sqrt(var + eps) (biased var). gamma and beta
+   [C] may be leading slices of longer vectors. mean and rstd (resized to x's row count) are
+   saved for the backward. */
+int nad_layernorm_forward(float eps, const nad_tensor *x, const nad_tensor *gamma,
+                          const nad_tensor *beta, nad_tensor *y, nad_tensor *mean,
+                          nad_tensor *rstd);
+int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const nad_tensor *mean,
+                           const nad_tensor *rstd, const nad_tensor *dy, nad_tensor *dx,
+                           nad_tensor *dgamma, nad_tensor *dbeta);
+
+/* ---- group norm, channels-last (core/ops/groupnorm.c) ----
+   x[N,H,W,C], C divisible by groups; statistics per (sample, group) over H*W*C/groups values.
+   mean and rstd are resized to [N, groups]. */
+int nad_groupnorm_forward(int32_t groups, float eps, const nad_tensor *x, const nad_tensor *gamma,
+                          const nad_tensor *beta, nad_tensor *y, nad_tensor *mean,
+                          nad_tensor *rstd);
+int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor *gamma,
+                           const nad_tensor *mean, const nad_tensor *rstd, const nad_tensor *dy,
+                           nad_tensor *dx, nad_tensor *dgamma, nad_tensor *dbeta);
+
+/* ---- activations (core/ops/activation.c); y may be x (in place) ---- */
+/* y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) */
+int nad_gelu_forward(const nad_tensor *x, nad_tensor *y);
+/* dx = dy * (Phi(x) + x phi(x)) */
+int nad_gelu_backward(const nad_tensor *x, const nad_tensor *dy, nad_tensor *dx);
+int nad_relu_forward(const nad_tensor *x, nad_tensor *y);
+/* dx = dy * (x > 0) */
+int nad_relu_backward(const nad_tensor *x, const nad_tensor *dy, nad_tensor *dx);
+
+/* ---- elementwise arithmetic (core/ops/elementwise.c) ----
+   b broadcasts: it has a's number of dims and each of its sizes equals a's or is 1.
+   y may be a or b (in place) when it has a's shape. */
+/* y = alpha a + beta b */
+int nad_add(float alpha, const nad_tensor *a, float beta, const nad_tensor *b, nad_tensor *y);
+/* y = a * b */
+int nad_mul(const nad_tensor *a, const nad_tensor *b, nad_tensor *y);
+/* da = dy * b (overwritten, a's shape); db += dy * a summed over b's broadcast dims. */
+int nad_mul_backward(const nad_tensor *a, const nad_tensor *b, const nad_tensor *dy,
+                     nad_tensor *da, nad_tensor *db);
+/* y = s x */
+int nad_scale(float s, const nad_tensor *x, nad_tensor *y);
+
+/* ---- concat and split (core/ops/concat.c) ----
+   y = concat(xs[0..n-1]) along dim; split is its backward: xs[i] (resized to their parts'
+   sizes given by sizes[i]) = the i-th part of y along dim. */
+int nad_concat(int32_t n, const nad_tensor *const *xs, int32_t dim, nad_tensor *y);
+int nad_split(const nad_tensor *y, int32_t dim, int32_t n, const int64_t *sizes,
+              nad_tensor *const *xs);
+
+/* ---- pooling, channels-last (core/ops/pool.c) ----
+   Average pooling with a k x k window (zero padding counted in the divisor, as PyTorch's
+   count_include_pad=True). Adaptive pooling to any output size uses PyTorch's bins:
+   rows [floor(i H / Ho), ceil((i+1) H / Ho)). */
+int nad_avgpool2d_forward(int32_t k, int32_t stride, int32_t pad, const nad_tensor *x,
+                          nad_tensor *y);
+int nad_avgpool2d_backward(int32_t k, int32_t stride, int32_t pad, const nad_tensor *x,
+                           const nad_tensor *dy, nad_tensor *dx);
+int nad_adaptive_avgpool2d_forward(int32_t out_h, int32_t out_w, const nad_tensor *x,
+                                   nad_tensor *y);
+int nad_adaptive_avgpool2d_backward(const nad_tensor *x, const nad_tensor *dy, nad_tensor *dx);
+
+/* ---- bilinear resize, channels-last (core/ops/resize.c) ----
+   PyTorch's interpolate(mode='bilinear') semantics for both align_corners settings. */
+int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corners,
+                                const nad_tensor *x, nad_tensor *y);
+int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
+                                 const nad_tensor *dy, nad_tensor *dx);
+
+/* ---- spatial shift, channels-last (core/ops/shift.c) ----
+   The S2-MLP shift: channel quarter q of x[N,H,W,C] (C divisible by 4) moves one pixel in
+   direction dirs[q]. DOWN means y[h] = x[h-1]. Border rule (as S2-MLPv2's slice assignment):
+   the vacated first row / column keeps its own input value, y[0] = x[0] for DOWN. */
+enum { NAD_SHIFT_DOWN = 0, NAD_SHIFT_UP = 1, NAD_SHIFT_RIGHT = 2, NAD_SHIFT_LEFT = 3 };
+int nad_shift_forward(const int32_t *dirs, const nad_tensor *x, nad_tensor *y);
+int nad_shift_backward(const int32_t *dirs, const nad_tensor *dy, nad_tensor *dx);
+
+/* ---- cross entropy (core/ops/cross_entropy.c) ----
+   logits[..., K]: every row is one pixel or one image. labels[rows] in [0, K) or equal to
+   ignore_label (skipped). loss = mean over counted rows of -log softmax(row)[label];
+   0 with no counted row. */
+int nad_cross_entropy_forward(int32_t ignore_label, const nad_tensor *logits,
+                              const int32_t *labels, float *loss);
+/* dlogits = scale * (softmax(logits) - onehot(label)) / counted rows; 0 on ignored rows. */
+int nad_cross_entropy_backward(int32_t ignore_label, float scale, const nad_tensor *logits,
+                               const int32_t *labels, nad_tensor *dlogits);
+
+/* ---- drop-path (core/ops/droppath.c) ----
+   Per sample n of x[N, ...]: keep with probability 1-p; y[n] = x[n] * mask[n], where
+   mask[n] = 1/(1-p) if kept else 0 (mask resized to [N], saved for the backward). p = 0
+   copies x. The draws come from rng, so a seed fixes them. */
+int nad_droppath_forward(nad_rng *rng, float p, const nad_tensor *x, nad_tensor *y,
+                         nad_tensor *mask);
+/* dx = dy * mask[n] */
+int nad_droppath_backward(const nad_tensor *mask, const nad_tensor *dy, nad_tensor *dx);
+
+/* ---- optimisers (core/optim/) ----
+   One step on one parameter view (any strides: a sliced supernet weight updates only its
+   slice); grad and the state tensors are views of the same shape. */
+typedef struct nad_sgd_params {
+    float lr;
+    float momentum;
+    float dampening;
+    float weight_decay; /* L2, added to the gradient */
+    int32_t nesterov;
+} nad_sgd_params;
+/* buf = momentum buf + (1 - dampening) g (buf = g on step 1: pass first_step = 1). */
+int nad_sgd_step(const nad_sgd_params *p, int32_t first_step, const nad_tensor *grad,
+                 nad_tensor *param, nad_tensor *momentum_buf);
+
+typedef struct nad_adam_params {
+    float lr;
+    float beta1;
+    float beta2;
+    float eps;
+    float weight_decay;
+    int32_t decoupled; /* 1: AdamW (param *= 1 - lr wd); 0: Adam (g += wd param) */
+    int64_t step;      /* 1 on the first step; used for bias correction */
+} nad_adam_params;
+int nad_adam_step(const nad_adam_params *p, const nad_tensor *grad, nad_tensor *param,
+                  nad_tensor *exp_avg, nad_tensor *exp_avg_sq);
+
+#endif

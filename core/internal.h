@@ -1,0 +1,80 @@
+/* internal.h: struct bodies and helpers shared by the files of core/. Never included by users
+   and never read by the FFI. */
+#ifndef AUTONAD_INTERNAL_H
+#define AUTONAD_INTERNAL_H
+#include "autonad.h"
+#include <stdatomic.h>
+#include <stdbool.h>
+
+typedef struct nad_storage {
+    float *data;
+    int64_t capacity; /* in floats */
+    atomic_int refcount;
+} nad_storage;
+
+struct nad_tensor {
+    nad_storage *storage;
+    int64_t offset; /* in floats */
+    int32_t ndim;
+    int64_t size[NAD_MAX_DIMS];
+    int64_t stride[NAD_MAX_DIMS];
+};
+
+struct nad_workspace {
+    void *data;
+    size_t capacity;
+};
+
+/* Records a message for nad_last_error() and returns code (printf-style). */
+int nad_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Aligned allocation of bytes (64-byte aligned, zero-filled); NULL on failure. */
+void *nad_alloc_zeroed(size_t bytes);
+void nad_free_aligned(void *p);
+
+/* Scratch of at least bytes from ws, 64-byte aligned; NULL (with an error set) on failure.
+   Only one request is live at a time: take one block and carve it. */
+void *nad_workspace_get(nad_workspace *ws, size_t bytes);
+
+/* Shape helpers. */
+static inline float *nad_data(const nad_tensor *t) { return t->storage->data + t->offset; }
+static inline int64_t nad_numel(const nad_tensor *t)
+{
+    int64_t n = 1;
+    for (int32_t i = 0; i < t->ndim; i++) n *= t->size[i];
+    return n;
+}
+bool nad_is_contiguous(const nad_tensor *t);
+bool nad_same_shape(const nad_tensor *a, const nad_tensor *b);
+/* "[2,3,4]" into buf, for messages. */
+const char *nad_shape_str(const nad_tensor *t, char *buf, size_t n);
+
+/* Resize y to the shape of like (see nad_tensor_resize). */
+int nad_resize_as(nad_tensor *y, const nad_tensor *like);
+
+/* Common argument checks: each returns 0 or sets the error "<fn>: <name> ..." and returns
+   NAD_EINVAL. */
+int nad_check_tensor(const char *fn, const char *name, const nad_tensor *t);
+int nad_check_contig(const char *fn, const char *name, const nad_tensor *t);
+int nad_check_ndim(const char *fn, const char *name, const nad_tensor *t, int32_t ndim);
+int nad_check_same_shape(const char *fn, const char *an, const nad_tensor *a, const char *bn,
+                         const nad_tensor *b);
+
+/* Row iteration over a view of any strides: the view is taken as `rows` rows of `len`
+   elements (its last dim, element stride `inner`); nad_rowiter_offset gives the offset of
+   row r from the view's first element, so rows can be split between threads.
+   nad_rowiter_init_strides walks a view of shape's sizes but with other strides (a stride
+   of 0 broadcasts), to walk two views of one shape in step. */
+typedef struct nad_rowiter {
+    int32_t ndim; /* outer dims (all but the last) */
+    int64_t size[NAD_MAX_DIMS];
+    int64_t stride[NAD_MAX_DIMS];
+    int64_t rows;
+    int64_t len;
+    int64_t inner;
+} nad_rowiter;
+void nad_rowiter_init(nad_rowiter *it, const nad_tensor *t);
+void nad_rowiter_init_strides(nad_rowiter *it, const nad_tensor *shape, const int64_t *stride);
+int64_t nad_rowiter_offset(const nad_rowiter *it, int64_t row);
+
+#endif

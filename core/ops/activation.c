@@ -1,0 +1,78 @@
+/* activation.c: GELU (erf form) and ReLU, forward and backward, elementwise on contiguous
+   tensors. Used by the Mix-FFN, the conv mixer and the decoder. */
+#include "../internal.h"
+#include <math.h>
+
+static int check_unary(const char *fn, const nad_tensor *x, nad_tensor *y)
+{
+    int rc = nad_check_contig(fn, "x", x);
+    if (rc || (rc = nad_check_tensor(fn, "y", y))) return rc;
+    if (y != x && (rc = nad_resize_as(y, x))) return rc;
+    return nad_check_contig(fn, "y", y);
+}
+
+static int check_backward(const char *fn, const nad_tensor *x, const nad_tensor *dy,
+                          nad_tensor *dx)
+{
+    int rc = nad_check_contig(fn, "x", x);
+    if (rc || (rc = nad_check_contig(fn, "dy", dy))) return rc;
+    if ((rc = nad_check_same_shape(fn, "dy", dy, "x", x))) return rc;
+    if ((rc = nad_check_tensor(fn, "dx", dx))) return rc;
+    if (dx != dy && (rc = nad_resize_as(dx, x))) return rc;
+    return nad_check_contig(fn, "dx", dx);
+}
+
+int nad_gelu_forward(const nad_tensor *x, nad_tensor *y)
+{
+    int rc = check_unary("gelu_forward", x, y);
+    if (rc) return rc;
+    const float *xd = nad_data(x);
+    float *yd = nad_data(y);
+    int64_t n = nad_numel(x);
+    #pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) yd[i] = 0.5f * xd[i] * (1.0f + erff(xd[i] * 0.70710678f));
+    return 0;
+}
+
+/* dx = dy * (Phi(x) + x phi(x)), phi the standard normal density */
+int nad_gelu_backward(const nad_tensor *x, const nad_tensor *dy, nad_tensor *dx)
+{
+    int rc = check_backward("gelu_backward", x, dy, dx);
+    if (rc) return rc;
+    const float *xd = nad_data(x), *g = nad_data(dy);
+    float *o = nad_data(dx);
+    int64_t n = nad_numel(x);
+    #pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) {
+        float v = xd[i];
+        float cdf = 0.5f * (1.0f + erff(v * 0.70710678f));
+        float pdf = 0.39894228f * expf(-0.5f * v * v);
+        o[i] = g[i] * (cdf + v * pdf);
+    }
+    return 0;
+}
+
+int nad_relu_forward(const nad_tensor *x, nad_tensor *y)
+{
+    int rc = check_unary("relu_forward", x, y);
+    if (rc) return rc;
+    const float *xd = nad_data(x);
+    float *yd = nad_data(y);
+    int64_t n = nad_numel(x);
+    #pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) yd[i] = xd[i] > 0 ? xd[i] : 0;
+    return 0;
+}
+
+/* dx = dy * (x > 0) */
+int nad_relu_backward(const nad_tensor *x, const nad_tensor *dy, nad_tensor *dx)
+{
+    int rc = check_backward("relu_backward", x, dy, dx);
+    if (rc) return rc;
+    const float *xd = nad_data(x), *g = nad_data(dy);
+    float *o = nad_data(dx);
+    int64_t n = nad_numel(x);
+    #pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) o[i] = xd[i] > 0 ? g[i] : 0;
+    return 0;
+}

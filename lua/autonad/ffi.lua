@@ -1,0 +1,62 @@
+-- autonad.ffi: loads the core library and declares its API by reading core/autonad.h itself
+-- (lines starting with '#' dropped), so the Lua side never drifts from the C header.
+-- Every other module reaches the core through `C` and `check` from here.
+local ffi = require 'ffi'
+
+local M = {}
+
+local here = debug.getinfo(1, 'S').source:match('^@(.*)/[^/]*$') or '.'
+
+local function readable(path)
+    local f = path and io.open(path, 'rb')
+    if f then f:close() end
+    return f ~= nil
+end
+
+-- candidates may hold nils (an unset variable), so walk them by count, not ipairs
+local function first_readable(candidates, n)
+    for i = 1, n do
+        if readable(candidates[i]) then return candidates[i] end
+    end
+end
+
+-- installed: <luadir>/autonad/autonad.h; source tree: lua/autonad/../../core/autonad.h
+local header = first_readable({ here .. '/autonad.h', here .. '/../../core/autonad.h' }, 2)
+if not header then error('autonad: cannot find autonad.h beside ' .. here .. ' or in ../../core', 0) end
+
+local lib = first_readable({
+    os.getenv('AUTONAD_LIB'),
+    package.searchpath('libautonad', package.cpath),
+    here .. '/../../build/libautonad.so',
+}, 3)
+if not lib then
+    error('autonad: cannot find libautonad.so: set AUTONAD_LIB, build into ./build, ' ..
+        'or install with luarocks make', 0)
+end
+
+local function cdef_from_header(path)
+    local lines = {}
+    for line in io.lines(path) do
+        if not line:match('^%s*#') then lines[#lines + 1] = line end
+    end
+    ffi.cdef(table.concat(lines, '\n'))
+end
+
+cdef_from_header(header)
+M.C = ffi.load(lib)
+M.header_path, M.library_path = header, lib
+
+-- Turns a failed status into a Lua error carrying the C message, raised at the caller of
+-- the function that called check (level 3): the user sees their own line.
+function M.check(status)
+    if status ~= 0 then error(ffi.string(M.C.nad_last_error()), 3) end
+    return status
+end
+
+-- Same for pointer results (NULL on failure).
+function M.check_ptr(p)
+    if p == nil then error(ffi.string(M.C.nad_last_error()), 3) end
+    return p
+end
+
+return M

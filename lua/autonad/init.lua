@@ -1,0 +1,34 @@
+-- autonad: the Lua entry point. require 'autonad' gives tensors, the random generator,
+-- layers (nn), optimisers and schedules (optim), and the core's thread and BLAS controls.
+local core = require 'autonad.ffi'
+local tensor = require 'autonad.tensor'
+local random = require 'autonad.random'
+local ffi = require 'ffi'
+local C = core.C
+
+local autonad = {
+    tensor = tensor.new,
+    from_table = tensor.from_table,
+    is_tensor = tensor.is_tensor,
+    Tensor = tensor.Tensor,
+    rng = random.new,
+    C = C,
+    version = ffi.string(C.nad_version()),
+}
+
+function autonad.set_num_threads(n) core.check(C.nad_set_num_threads(n)) end
+function autonad.get_num_threads() return C.nad_get_num_threads() end
+function autonad.blas_info() return ffi.string(C.nad_blas_info()) end
+
+-- submodules load on first use: autonad.nn, autonad.optim, autonad.data, ...
+return setmetatable(autonad, {
+    __index = function(t, k)
+        local ok, mod = pcall(require, 'autonad.' .. k)
+        if not ok then
+            if tostring(mod):find("module 'autonad." .. k .. "' not found", 1, true) then return nil end
+            error(mod, 2)
+        end
+        rawset(t, k, mod)
+        return mod
+    end,
+})

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# test.sh: the whole test suite from a fresh Debian 12 machine: set-up, the C tests
+# (Criterion), the same C tests under ASan + UBSan, then the Lua tests. Ends with one
+# "tests: N passed, M failed" line; exits non-zero on any failure.
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SANITIZE=1 bash "$root/scripts/setup.sh" || exit 1
+passed=0; failed=0
+run_c_tests() { # $1: build dir, $2: label
+    for t in "$1"/test_*; do
+        [ -x "$t" ] || continue
+        out=$("$t" --jobs 1 2>&1); rc=$?
+        line=$(echo "$out" | grep "Synthesis" | tail -1)
+        p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p'); p=${p:-0}
+        f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*Crashing: \([0-9]*\).*/\1 \2/p')
+        nf=$(( ${f% *} + ${f#* } )) 2>/dev/null || nf=1
+        [ -z "$line" ] && nf=1
+        if [ $rc -ne 0 ] && [ "$nf" -eq 0 ]; then nf=1; fi
+        passed=$((passed + p)); failed=$((failed + nf))
+        if [ "$nf" -ne 0 ]; then echo "$out"; echo "FAIL $2 $(basename "$t")"; else echo "ok   $2 $(basename "$t"): $p"; fi
+    done
+}
+run_c_tests "$root/build" c
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_c_tests "$root/build-asan" c-asan
+out=$(AUTONAD_LIB="$root/build/libautonad.so" luajit "$root/tests/lua/run.lua" 2>&1); rc=$?
+echo "$out"
+line=$(echo "$out" | tail -1)
+p=$(echo "$line" | sed -n 's/^lua: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
+f=$(echo "$line" | sed -n 's/^lua: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
+[ $rc -ne 0 ] && [ "${f:-1}" -eq 0 ] && failed=$((failed + 1))
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
