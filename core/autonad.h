@@ -235,14 +235,16 @@ int nad_shift_forward(const int32_t *dirs, const nad_tensor *x, nad_tensor *y);
 int nad_shift_backward(const int32_t *dirs, const nad_tensor *dy, nad_tensor *dx);
 
 /* ---- cross entropy (core/ops/cross_entropy.c) ----
-   logits[..., K]: every row is one pixel or one image. labels[rows] in [0, K) or equal to
-   ignore_label (skipped). loss = mean over counted rows of -log softmax(row)[label];
-   0 with no counted row. */
+   logits[..., K]: every row is one pixel or one image. labels holds one class index per row
+   (any shape with that many elements, float values that are integers: masks are float
+   tensors too), each in [0, K) or equal to ignore_label (skipped; 255 for VOC-style masks).
+   loss = mean over counted rows of -log softmax(row)[label]; 0 with no counted row. A label
+   outside [0, K) that is not ignore_label fails with NAD_EINVAL naming the row. */
 int nad_cross_entropy_forward(int32_t ignore_label, const nad_tensor *logits,
-                              const int32_t *labels, float *loss);
+                              const nad_tensor *labels, float *loss);
 /* dlogits = scale * (softmax(logits) - onehot(label)) / counted rows; 0 on ignored rows. */
 int nad_cross_entropy_backward(int32_t ignore_label, float scale, const nad_tensor *logits,
-                               const int32_t *labels, nad_tensor *dlogits);
+                               const nad_tensor *labels, nad_tensor *dlogits);
 
 /* ---- drop-path (core/ops/droppath.c) ----
    Per sample n of x[N, ...]: keep with probability 1-p; y[n] = x[n] * mask[n], where
@@ -278,5 +280,28 @@ typedef struct nad_adam_params {
 } nad_adam_params;
 int nad_adam_step(const nad_adam_params *p, const nad_tensor *grad, nad_tensor *param,
                   nad_tensor *exp_avg, nad_tensor *exp_avg_sq);
+
+/* ---- images and masks (core/io/) ----
+   Decoders for PNG (libpng: 8/16-bit grey, grey+alpha, palette, RGB, RGBA), JPEG (libjpeg-turbo)
+   and BMP (our own: 8-bit palette, 24-bit, bottom-up and top-down). The format is taken from
+   the file's content, not its name. A missing, truncated, corrupt or unsupported file fails
+   with NAD_EIO or NAD_EFORMAT and a message naming the path and the reason; img is then
+   untouched. */
+
+/* img is resized to [H,W,channels] with values in [0,1]; channels 1 converts to grey
+   (ITU-R 601 luma), 3 to RGB (grey replicated); alpha is dropped. */
+int nad_image_load(const char *path, int32_t channels, nad_tensor *img);
+/* Size of the image without decoding its pixels: height, width, channels in the file. */
+int nad_image_info(const char *path, int32_t *height, int32_t *width, int32_t *channels);
+/* A label mask from a grey (or palette, by index) image into mask [H,W] of class indices
+   stored as floats. threshold < 0: the pixel values are the class indices (VOC style,
+   255 = ignore). threshold >= 0: binary mask, value where pixel >= threshold else 0
+   (Magnetic-Tile's anti-aliased 0/255 masks: threshold 128, value = the class). */
+int nad_mask_load(const char *path, int32_t threshold, int32_t value, nad_tensor *mask);
+/* Writes img [H,W,1|3] (values clamped to [0,1]) or a class mask [H,W] (values 0..255) as an
+   8-bit PNG. */
+int nad_png_save(const char *path, const nad_tensor *img);
+
+/* ---- data: augmentation, generated defects, loader (core/data/) ---- */
 
 #endif

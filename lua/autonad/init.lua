@@ -16,6 +16,10 @@ local autonad = {
     version = ffi.string(C.nad_version()),
 }
 
+--- Re-seeds the default generator (layer initialisation).
+function autonad.seed(n) random.seed(n) end
+autonad.default_rng = random.default
+
 function autonad.set_num_threads(n) core.check(C.nad_set_num_threads(n)) end
 function autonad.get_num_threads() return C.nad_get_num_threads() end
 function autonad.blas_info() return ffi.string(C.nad_blas_info()) end

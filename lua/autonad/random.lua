@@ -46,4 +46,9 @@ end
 
 ffi.metatype('nad_rng', Rng)
 M.Rng = Rng
+
+--- The generator layers use for their initial weights when not given one (seed 0);
+--- autonad.seed(n) re-seeds it.
+M.default = M.new(0)
+function M.seed(n) C.nad_rng_init(M.default, n) end
 return M
