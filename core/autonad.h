@@ -302,6 +302,11 @@ int nad_mask_load(const char *path, int32_t threshold, int32_t value, nad_tensor
    8-bit PNG. */
 int nad_png_save(const char *path, const nad_tensor *img);
 
-/* ---- data: augmentation, generated defects, loader (core/data/) ---- */
+/* ---- data: joint image/mask augmentation (core/data/augment.c) ---- */
+
+/* ---- data: generated defect images (core/data/synth.c) ---- */
+
+/* ---- data: the batch loader on background threads (core/data/loader.c) ---- */
+
 
 #endif
