@@ -61,6 +61,12 @@ nad_tensor *nad_tensor_view(const nad_tensor *t);
 nad_tensor *nad_tensor_narrow(const nad_tensor *t, int32_t dim, int64_t start, int64_t length);
 /* A view with the dimensions permuted: result dim i is t's dim perm[i]. */
 nad_tensor *nad_tensor_permute(const nad_tensor *t, const int32_t *perm);
+/* A view with a new dimension of size 1 inserted before dim (0..ndim). */
+nad_tensor *nad_tensor_unsqueeze(const nad_tensor *t, int32_t dim);
+/* The diagonal t[..i..i..] over dims d1 != d2 (equal sizes not required: the diagonal has
+   min of the two sizes): those two dims are removed and the diagonal becomes the last dim
+   (torch.diagonal's layout). A depthwise kernel is the diagonal of a full one. */
+nad_tensor *nad_tensor_diagonal(const nad_tensor *t, int32_t d1, int32_t d2);
 /* A view of a contiguous t with other sizes and the same number of elements. */
 nad_tensor *nad_tensor_reshape(const nad_tensor *t, int32_t ndim, const int64_t *sizes);
 /* Gives t the sizes given, contiguous. A no-op when t already has them; otherwise t must be

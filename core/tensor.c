@@ -134,6 +134,48 @@ nad_tensor *nad_tensor_permute(const nad_tensor *t, const int32_t *perm)
     return v;
 }
 
+nad_tensor *nad_tensor_unsqueeze(const nad_tensor *t, int32_t dim)
+{
+    if (nad_check_tensor("tensor_unsqueeze", "t", t)) return NULL;
+    if (dim < 0 || dim > t->ndim || t->ndim == NAD_MAX_DIMS) {
+        nad_fail(NAD_EINVAL, "tensor_unsqueeze: cannot insert dim %d into %d dims", dim, t->ndim);
+        return NULL;
+    }
+    nad_tensor *v = nad_tensor_view(t);
+    if (!v) return NULL;
+    for (int32_t i = t->ndim; i > dim; i--) {
+        v->size[i] = t->size[i - 1];
+        v->stride[i] = t->stride[i - 1];
+    }
+    v->size[dim] = 1;
+    v->stride[dim] = dim < t->ndim ? t->size[dim] * t->stride[dim] : 1;
+    v->ndim = t->ndim + 1;
+    return v;
+}
+
+nad_tensor *nad_tensor_diagonal(const nad_tensor *t, int32_t d1, int32_t d2)
+{
+    if (nad_check_tensor("tensor_diagonal", "t", t)) return NULL;
+    if (d1 < 0 || d2 < 0 || d1 >= t->ndim || d2 >= t->ndim || d1 == d2) {
+        nad_fail(NAD_EINVAL, "tensor_diagonal: dims %d and %d are not two distinct dims of %d",
+                 d1, d2, t->ndim);
+        return NULL;
+    }
+    nad_tensor *v = nad_tensor_view(t);
+    if (!v) return NULL;
+    int32_t k = 0;
+    for (int32_t i = 0; i < t->ndim; i++) {
+        if (i == d1 || i == d2) continue;
+        v->size[k] = t->size[i];
+        v->stride[k] = t->stride[i];
+        k++;
+    }
+    v->size[k] = t->size[d1] < t->size[d2] ? t->size[d1] : t->size[d2];
+    v->stride[k] = t->stride[d1] + t->stride[d2];
+    v->ndim = k + 1;
+    return v;
+}
+
 nad_tensor *nad_tensor_reshape(const nad_tensor *t, int32_t ndim, const int64_t *sizes)
 {
     if (nad_check_tensor("tensor_reshape", "t", t) ||

@@ -90,6 +90,12 @@ function Tensor:permute(...)
     return own(C.nad_tensor_permute(self, perm_buf))
 end
 
+--- A view with a size-1 dim inserted before dim (1-based; dim() + 1 appends).
+function Tensor:unsqueeze(dim) return own(C.nad_tensor_unsqueeze(self, dim - 1)) end
+
+--- The diagonal over dims d1, d2 (1-based), appended as the last dim (torch.diagonal).
+function Tensor:diagonal(d1, d2) return own(C.nad_tensor_diagonal(self, d1 - 1, d2 - 1)) end
+
 --- A view of a contiguous tensor with other sizes.
 function Tensor:view(...)
     local nd = parse_sizes(...)

@@ -31,6 +31,20 @@ function tests.permute_and_view()
     T.errors(function() p:view(6) end, 'tensor_reshape: t must be contiguous')
 end
 
+function tests.diagonal_and_unsqueeze_views()
+    -- w[o, k, i] with o = 3, k = 2, i = 3: the depthwise kernel is w[c, :, c]
+    local w = autonad.tensor(3, 2, 3)
+    for o = 1, 3 do for k = 1, 2 do for i = 1, 3 do w:set(100 * o + 10 * k + i, o, k, i) end end end
+    local d = w:diagonal(1, 3)            -- [2, 3]: d[k][c] = w[c, k, c]
+    T.eq(d:size(1), 2); T.eq(d:size(2), 3)
+    T.eq(d:get(2, 3), 323)
+    local u = d:permute(2, 1):unsqueeze(3) -- [3, 2, 1]
+    T.eq(u:dim(), 3); T.eq(u:get(2, 1, 1), 212)
+    u:fill(0)
+    T.eq(w:get(2, 1, 2), 0); T.eq(w:get(2, 1, 1), 211)
+    T.errors(function() w:diagonal(1, 1) end, 'tensor_diagonal: dims 0 and 0 are not two distinct dims')
+end
+
 function tests.resize_reuses_storage()
     local t = autonad.tensor(4, 4)
     local p = t:data()
