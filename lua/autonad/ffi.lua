@@ -26,8 +26,8 @@ if not header then error('autonad: cannot find autonad.h beside ' .. here .. ' o
 
 local lib = first_readable({
     os.getenv('AUTONAD_LIB'),
-    package.searchpath('libautonad', package.cpath),
-    here .. '/../../build/libautonad.so',
+    here .. '/../../build/libautonad.so',        -- running from a source tree
+    package.searchpath('libautonad', package.cpath), -- installed by luarocks or cmake
 }, 3)
 if not lib then
     error('autonad: cannot find libautonad.so: set AUTONAD_LIB, build into ./build, ' ..
