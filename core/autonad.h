@@ -261,6 +261,23 @@ int nad_droppath_forward(nad_rng *rng, float p, const nad_tensor *x, nad_tensor 
 /* dx = dy * mask[n] */
 int nad_droppath_backward(const nad_tensor *mask, const nad_tensor *dy, nad_tensor *dx);
 
+/* ---- the conv mixer's fc over q, k, v maps (core/ops/acmix_fc.c) ----
+   The ACmix decomposition, intended layout (the reference code's raw reshape scrambles pixels):
+   q[N,H,W,C] and kv[N,H,W,2C] (contiguous) hold 3h maps of head_dim d channels (C = h d):
+   map j < h is q's channels [j d, (j+1) d), map j >= h is kv's channels [(j-h) d, ...).
+   A 1x1 "fc" over the 3h maps gives one map per 3x3 kernel position k (9 of them):
+       f[n,y,x, i*9 + k] = b[k] + sum_j w[k,j] src_j[n,y,x,i]      (0 <= i < d)
+   so channel group i of f (9 channels) feeds group i of the grouped 3x3 conv that follows.
+   w[9, 3h] may be a column slice of a wider weight; b[9] may be NULL. f is resized to
+   [N,H,W,9d]. */
+int nad_acmix_fc_forward(int32_t head_dim, const nad_tensor *q, const nad_tensor *kv,
+                         const nad_tensor *w, const nad_tensor *b, nad_tensor *f);
+/* dsrc_j[i] = sum_k w[k,j] df[i*9+k] into dq, dkv (overwritten, resized like q and kv);
+   dw[k,j] += sum over pixels and i of df[i*9+k] src_j[i]; db[k] += sum of df[.., k]. */
+int nad_acmix_fc_backward(int32_t head_dim, const nad_tensor *q, const nad_tensor *kv,
+                          const nad_tensor *w, const nad_tensor *df, nad_tensor *dq,
+                          nad_tensor *dkv, nad_tensor *dw, nad_tensor *db);
+
 /* ---- optimisers (core/optim/) ----
    One step on one parameter view (any strides: a sliced supernet weight updates only its
    slice); grad and the state tensors are views of the same shape. */
