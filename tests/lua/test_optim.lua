@@ -253,6 +253,19 @@ function tests.least_squares_loss_falls()
     end
 end
 
+function tests.momentum_switched_on_later_gets_a_buffer()
+    local p, g = autonad.tensor(3):fill(1), autonad.tensor(3):fill(1)
+    local opt = optim.SGD({ p }, { g }, { lr = 0.1 })
+    opt:step({ { 2 } })
+    T.near(p:get(1), 0.9, 1e-7)
+    opt.momentum = 0.5
+    opt:step({ { 2 } }) -- second step: buf = 0.5 * 0 + g (first_step was the parameter's first)
+    T.near(p:get(1), 0.8, 1e-6)
+    opt:step({ { 2 } }) -- buf = 0.5 * 1 + 1
+    T.near(p:get(1), 0.65, 1e-6)
+    T.eq(p:get(3), 1)
+end
+
 function tests.errors_are_clear()
     local p, g = autonad.tensor(2, 3), autonad.tensor(2, 3)
     T.errors(function() optim.AdamW({ p }, { g }, { lr = 1e-3, weight_dacay = 0.1 }) end,

@@ -127,7 +127,8 @@ function Optimizer:_slice_views(i, sl)
         self._views[i] = cache
     end
     local v = cache[key]
-    if v then return v end
+    -- views made while no state was needed (SGD without momentum) are rebuilt once it is
+    if v and (v.stateful or not self:_state_needed()) then return v end
     local st = self:_full_state(i)
     local full = { p, self.grads[i] }
     for _, sn in ipairs(self.state_names) do full[#full + 1] = st[sn] or false end
@@ -140,6 +141,7 @@ function Optimizer:_slice_views(i, sl)
         end
         v[k] = t
     end
+    v.stateful = self:_state_needed()
     cache[key] = v
     return v
 end
@@ -198,9 +200,13 @@ end
 --- exactly where the saved optimiser was. Everything is checked before anything changes.
 function Optimizer:load_state_dict(s)
     local name = self.__name
-    local function bad(msg, ...) error('optim.' .. name .. '.load_state_dict: ' .. string.format(msg, ...), 3) end
+    local function bad(msg, ...)
+        error('optim.' .. name .. '.load_state_dict: ' .. string.format(msg, ...), 3)
+    end
     if type(s) ~= 'table' then bad('expected a table, got %s', type(s)) end
-    if s.kind ~= name then bad('the state is for %s, this optimiser is %s', tostring(s.kind), name) end
+    if s.kind ~= name then
+        bad('the state is for %s, this optimiser is %s', tostring(s.kind), name)
+    end
     if type(s.hyper) ~= 'table' or type(s.steps) ~= 'table' or type(s.state) ~= 'table' then
         bad('hyper, steps and state must be tables')
     end
@@ -250,7 +256,8 @@ function Optimizer:__tostring()
     table.sort(keys)
     for j, k in ipairs(keys) do
         local v = h[k]
-        keys[j] = k .. '=' .. (type(v) == 'table' and '{' .. table.concat(v, ',') .. '}' or tostring(v))
+        v = type(v) == 'table' and '{' .. table.concat(v, ',') .. '}' or tostring(v)
+        keys[j] = k .. '=' .. v
     end
     return 'optim.' .. self.__name .. '(' .. table.concat(keys, ', ') .. ')'
 end

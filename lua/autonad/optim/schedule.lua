@@ -111,7 +111,9 @@ end
 --- kind's keys, a table that already has a function lr (used as it is), or a function of t.
 function M.new(r)
     if type(r) == 'function' then return { kind = 'custom', lr = r } end
-    if type(r) ~= 'table' then error('schedule: expected a table or a function, got ' .. type(r), 2) end
+    if type(r) ~= 'table' then
+        error('schedule: expected a table or a function, got ' .. type(r), 2)
+    end
     if type(r.lr) == 'function' then return r end
     if not KINDS[r.kind] then
         error(string.format("schedule: unknown kind '%s' (known: %s)", tostring(r.kind),
