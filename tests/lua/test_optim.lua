@@ -287,4 +287,14 @@ function tests.errors_are_clear()
     T.eq(opt.steps[1], 0, 'failed calls changed nothing')
 end
 
+function tests.step_through_a_view_function()
+    -- a function slice (here a centre crop of a 5-wide kernel axis) steps only that view
+    local p = autonad.tensor(2, 5); p:fill(1)
+    local g = autonad.tensor(2, 5); g:fill(1)
+    local crop = function(t) return t:narrow(2, 2, 3) end
+    local opt = autonad.optim.SGD({ p }, { g }, { lr = 0.5 })
+    opt:step({ crop })
+    T.all_near(p:tolist(), { 1, 0.5, 0.5, 0.5, 1, 1, 0.5, 0.5, 0.5, 1 })
+end
+
 return tests

@@ -4,7 +4,9 @@
 --
 -- Slices: opt:step(slices) steps only slices[i] of parameter i, a list of lengths (one per
 -- dim) naming the leading slice P[:l1, :l2, ...] (W[:out,:in] is {out, in}); slices[i] = nil
--- (or false) skips parameter i, slices[i] = true steps all of it. The state tensors are kept
+-- (or false) skips parameter i, slices[i] = true steps all of it, and slices[i] = a function
+-- (full tensor -> view, e.g. a supernet's kernel crop or diagonal) steps that view of the
+-- parameter, its gradient and its state alike (cached per function). The state tensors are kept
 -- for the full parameter and narrowed the same way, so a slice continues from what earlier
 -- (smaller or larger) slices left there. Step counts are kept per parameter: a parameter's
 -- count advances by one whenever any slice of it is stepped. So Adam's bias correction for an
@@ -102,7 +104,9 @@ end
 function Optimizer:_slice_views(i, sl)
     local p = self.params[i]
     local key = 'all'
-    if sl ~= true then
+    if type(sl) == 'function' then
+        key = sl
+    elseif sl ~= true then
         if type(sl) ~= 'table' then
             error(string.format('optim.%s.step: slices[%d] must be a list of lengths or true, got %s',
                 self.__name, i, tostring(sl)), 3)
@@ -134,7 +138,9 @@ function Optimizer:_slice_views(i, sl)
     for _, sn in ipairs(self.state_names) do full[#full + 1] = st[sn] or false end
     v = {}
     for k, t in ipairs(full) do
-        if t and sl ~= true then
+        if t and type(sl) == 'function' then
+            t = sl(t)
+        elseif t and sl ~= true then
             for d = 1, #sl do
                 if sl[d] < t:size(d) then t = t:narrow(d, 1, sl[d]) end
             end
