@@ -151,6 +151,28 @@ function M.validate(space, a)
     return a
 end
 
+local function distinct(list)
+    local seen, out = {}, {}
+    for _, v in ipairs(list) do if not seen[v] then seen[v] = true; out[#out + 1] = v end end
+    return out
+end
+
+--- The one-point space of a: every choice list holds a's own values (per stage the distinct
+--- ratios and operators of its blocks), so a supernet built on it is the standalone subnet.
+function M.space_of(space, a)
+    local s = M.copy(space)
+    for i, st in ipairs(s.stages) do
+        st.depth, st.width = { a.depth[i] }, { a.width[i] }
+        st.ratio, st.operators = distinct(a.ratio[i]), distinct(a.op[i])
+    end
+    s.operators = {}
+    for i = 1, #s.stages do for _, o in ipairs(s.stages[i].operators) do s.operators[#s.operators + 1] = o end end
+    s.operators = distinct(s.operators)
+    s.decoder.conv_types = distinct(a.decoder.conv)
+    for i = 1, #s.decoder.pool_sizes do s.decoder.pool_sizes[i] = { a.decoder.pool[i] } end
+    return s
+end
+
 --- A canonical string of a (equal architectures give equal keys): for duplicate checks.
 function M.key(a) return json.encode(a) end
 

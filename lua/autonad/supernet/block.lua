@@ -1,0 +1,96 @@
+-- autonad.supernet.block: one hybrid block of the encoder (docs/supernet.md):
+--   x = x + DropPath(Mixer(LN1(x)));  x = x + DropPath(MixFFN(LN2(x)))
+-- Its q / kv / proj projections are shared by every mixer it can choose; widths, the MLP
+-- ratio and the operator are selected per subnet.
+local class = require 'autonad.class'
+local tensor = require 'autonad.tensor'
+local core = require 'autonad.ffi'
+local layers = require 'autonad.supernet.layers'
+local mixers = require 'autonad.supernet.mixers'
+local C, check = core.C, core.check
+
+local Block = class('Block')
+
+local function new() return tensor.new() end
+
+--- opts: c_max, ratio_max, sr, operators (list), drop_path (this block's rate)
+function Block:init(P, prefix, opts)
+    self.drop_path = opts.drop_path
+    self.norm1 = layers.LayerNorm.new(P, prefix .. 'norm1', opts.c_max, 1e-6)
+    self.shared = {
+        q = layers.Linear.new(P, prefix .. 'q', opts.c_max, opts.c_max),
+        kv = layers.Linear.new(P, prefix .. 'kv', opts.c_max, 2 * opts.c_max),
+        proj = layers.Linear.new(P, prefix .. 'proj', opts.c_max, opts.c_max),
+    }
+    self.mixers = {}
+    for _, op in ipairs(opts.operators) do
+        self.mixers[op] = mixers[op].new(P, prefix, self.shared, opts.c_max, opts.sr)
+    end
+    local hd_max = math.floor(opts.c_max * opts.ratio_max)
+    self.norm2 = layers.LayerNorm.new(P, prefix .. 'norm2', opts.c_max, 1e-6)
+    self.fc1 = layers.Linear.new(P, prefix .. 'fc1', opts.c_max, hd_max)
+    self.dw = layers.Conv.new(P, prefix .. 'dw', hd_max, hd_max, { k = 3, pad = 1, depthwise = true })
+    self.fc2 = layers.Linear.new(P, prefix .. 'fc2', hd_max, opts.c_max)
+    for _, nm in ipairs({ 'x1', 'x2', 'act', 'dact', 'dx1', 'dx', 'm', 'f', 'mask1', 'mask2', 'dm', 'df' }) do
+        self[nm] = new()
+    end
+end
+
+--- Selects width c, MLP ratio and operator for this subnet.
+function Block:select(c, ratio, op)
+    local mixer = self.mixers[op]
+    if not mixer then error('autonad: operator ' .. tostring(op) .. ' is not built in this block', 2) end
+    self.mixer, self.c = mixer, c
+    self.norm1:select(c)
+    self.shared.q:select(c, c)
+    self.shared.kv:select(c, 2 * c)
+    self.shared.proj:select(c, c)
+    mixer:select(c)
+    local hd = math.floor(c * ratio)
+    self.norm2:select(c)
+    self.fc1:select(c, hd)
+    self.dw:select(hd, hd)
+    self.fc2:select(hd, c)
+end
+
+-- y = x + DropPath(branch): drop-path only while training with a rate > 0
+local function residual(self, x, branch, mask, dropped, out, rng)
+    if self.training and self.drop_path > 0 then
+        check(C.nad_droppath_forward(rng, self.drop_path, branch, dropped, mask))
+        self.dropped, branch = true, dropped
+    end
+    check(C.nad_add(1, x, 1, branch, out))
+    return out
+end
+
+--- x [N,H,W,C] -> [N,H,W,C]; rng draws the drop-path masks while training.
+function Block:forward(x, rng)
+    self.dropped = false
+    local a1 = self.norm1:forward(x)
+    local m = self.mixer:forward(a1)
+    residual(self, x, m, self.mask1, self.m, self.x1, rng)
+    local a2 = self.norm2:forward(self.x1)
+    local h2 = self.dw:forward(self.fc1:forward(a2))
+    check(C.nad_gelu_forward(h2, self.act))
+    local f = self.fc2:forward(self.act)
+    residual(self, self.x1, f, self.mask2, self.f, self.x2, rng)
+    return self.x2
+end
+
+function Block:backward(x, dy)
+    -- second residual: d x1 = dy + LN2'(FFN'(DropPath'(dy)))
+    local df = dy
+    if self.dropped then check(C.nad_droppath_backward(self.mask2, dy, self.df)); df = self.df end
+    local dact = self.fc2:backward(self.act, df)
+    check(C.nad_gelu_backward(self.dw.y, dact, self.dact))
+    local da2 = self.fc1:backward(self.norm2.y, self.dw:backward(self.fc1.y, self.dact))
+    check(C.nad_add(1, dy, 1, self.norm2:backward(self.x1, da2), self.dx1))
+    -- first residual
+    local dm = self.dx1
+    if self.dropped then check(C.nad_droppath_backward(self.mask1, self.dx1, self.dm)); dm = self.dm end
+    local da1 = self.mixer:backward(self.norm1.y, dm)
+    check(C.nad_add(1, self.dx1, 1, self.norm1:backward(x, da1), self.dx))
+    return self.dx
+end
+
+return Block

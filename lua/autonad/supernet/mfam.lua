@@ -1,0 +1,174 @@
+-- autonad.supernet.mfam: the searchable multi-level feature aggregation decoder (UPerNet
+-- style PPM + FPN + fuse, docs/supernet.md). Its 10 searchable slots draw their kernels from
+-- one 5x5 super-kernel each (layers.SlotConv).
+local ffi = require 'ffi'
+local class = require 'autonad.class'
+local tensor = require 'autonad.tensor'
+local core = require 'autonad.ffi'
+local layers = require 'autonad.supernet.layers'
+local C, check = core.C, core.check
+
+local Mfam = class('Mfam')
+
+local function new() return tensor.new() end
+local function resize(h, w, align, x, y) check(C.nad_resize_bilinear_forward(h, w, align, x, y)); return y end
+
+--- widths_max[s]: each stage's largest width; d: decoder width; k: classes; groups: GN groups.
+function Mfam:init(P, slots, widths_max, d, k, groups)
+    self.d, self.k = d, k
+    local c4 = widths_max[4]
+    self.slot_index = {}
+    for i, name in ipairs(slots) do self.slot_index[name] = i end
+    self.ppm, self.ppm_gn = {}, {}
+    for i = 1, 4 do
+        self.ppm[i] = layers.SlotConv.new(P, 'dec.ppm' .. i, c4, c4 / 4)
+        self.ppm_gn[i] = layers.GNReLU.new(P, 'dec.ppm' .. i .. '.gn', c4 / 4, groups)
+    end
+    self.ppm_out = layers.Conv.new(P, 'dec.ppm_out', 2 * c4, d, { k = 1, bias = false })
+    self.ppm_out_gn = layers.GNReLU.new(P, 'dec.ppm_out.gn', d, groups)
+    self.lateral, self.lateral_gn, self.out, self.out_gn = {}, {}, {}, {}
+    for s = 1, 3 do
+        self.lateral[s] = layers.SlotConv.new(P, 'dec.lateral' .. s, widths_max[s], d)
+        self.lateral_gn[s] = layers.GNReLU.new(P, 'dec.lateral' .. s .. '.gn', d, groups)
+        self.out[s] = layers.SlotConv.new(P, 'dec.out' .. s, d, d)
+        self.out_gn[s] = layers.GNReLU.new(P, 'dec.out' .. s .. '.gn', d, groups)
+    end
+    self.fuse = layers.Conv.new(P, 'dec.fuse', 4 * d, d, { k = 1 })
+    self.fuse_gn = layers.GNReLU.new(P, 'dec.fuse.gn', d, groups)
+    self.seg1 = layers.Conv.new(P, 'dec.seg1', d, d, { k = 1 })
+    self.seg1_gn = layers.GNReLU.new(P, 'dec.seg1.gn', d, groups)
+    self.seg2 = layers.Conv.new(P, 'dec.seg2', d, k, { k = 1 })
+    local bufs = { 'cat', 'dcat', 'z', 'dz', 'df4' }
+    for _, nm in ipairs(bufs) do self[nm] = new() end
+    self.pool, self.up, self.dpool, self.dup, self.dg = {}, {}, {}, {}, {}
+    for i = 1, 4 do self.pool[i], self.up[i], self.dpool[i], self.dup[i], self.dg[i] = new(), new(), new(), new(), new() end
+    self.fsum, self.fu, self.dfsum, self.carry, self.zup, self.dzup = {}, {}, {}, {}, {}, {}
+    for s = 1, 3 do
+        self.fsum[s], self.fu[s], self.dfsum[s], self.carry[s] = new(), new(), new(), new()
+        self.zup[s], self.dzup[s] = new(), new()
+    end
+    self.df = { new(), new(), new(), new() }
+    self.ptrs5 = ffi.new('nad_tensor *[5]')
+    self.ptrs4 = ffi.new('nad_tensor *[4]')
+    self.sizes5 = ffi.new('int64_t[5]')
+    self.sizes4 = ffi.new('int64_t[4]')
+end
+
+--- widths: this subnet's stage widths; conv: the 10 slot types; pool: the 4 PPM sizes.
+function Mfam:select(widths, conv, pool)
+    local d, c4 = self.d, widths[4]
+    local slot = self.slot_index
+    self.widths, self.pool_sizes = widths, pool
+    for i = 1, 4 do
+        self.ppm[i]:select(c4, c4 / 4, conv[slot['ppm' .. i]])
+        self.ppm_gn[i]:select(c4 / 4)
+    end
+    self.ppm_out:select(2 * c4, d)
+    self.ppm_out_gn:select(d)
+    for s = 1, 3 do
+        self.lateral[s]:select(widths[s], d, conv[slot['lateral' .. s]])
+        self.lateral_gn[s]:select(d)
+        self.out[s]:select(d, d, conv[slot['out' .. s]])
+        self.out_gn[s]:select(d)
+    end
+    self.fuse:select(4 * d, d)
+    self.fuse_gn:select(d)
+    self.seg1:select(d, d)
+    self.seg1_gn:select(d)
+    self.seg2:select(d, self.k)
+end
+
+local function concat(ptrs, list, y)
+    for i, t in ipairs(list) do ptrs[i - 1] = t end
+    check(C.nad_concat(#list, ffi.cast('const nad_tensor *const *', ptrs), 3, y))
+    return y
+end
+
+local function split(ptrs, sizes, y, list)
+    for i, t in ipairs(list) do ptrs[i - 1], sizes[i - 1] = t.t, t.n end
+    check(C.nad_split(y, 3, #list, sizes, ptrs))
+end
+
+--- f: the four stage outputs [N,H_s,W_s,C_s]; returns logits at 1/4 resolution [N,H1,W1,K].
+function Mfam:forward(f)
+    local f4 = f[4]
+    local h4, w4 = f4:size(2), f4:size(3)
+    local ups = { f4 }
+    for i = 1, 4 do
+        local p = self.pool_sizes[i]
+        check(C.nad_adaptive_avgpool2d_forward(p, p, f4, self.pool[i]))
+        local g = self.ppm_gn[i]:forward(self.ppm[i]:forward(self.pool[i]))
+        ups[i + 1] = resize(h4, w4, 1, g, self.up[i])
+    end
+    local P = self.ppm_out_gn:forward(self.ppm_out:forward(concat(self.ptrs5, ups, self.cat)))
+    self.P = P
+    local top = P
+    local outs = {}
+    for s = 3, 1, -1 do
+        local l = self.lateral_gn[s]:forward(self.lateral[s]:forward(f[s]))
+        resize(f[s]:size(2), f[s]:size(3), 0, top, self.fu[s])
+        check(C.nad_add(1, self.fu[s], 1, l, self.fsum[s]))
+        top = self.fsum[s]
+        outs[s] = self.out_gn[s]:forward(self.out[s]:forward(top))
+    end
+    local h1, w1 = f[1]:size(2), f[1]:size(3)
+    local zl = { outs[1], resize(h1, w1, 0, outs[2], self.zup[1]), resize(h1, w1, 0, outs[3], self.zup[2]),
+        resize(h1, w1, 0, P, self.zup[3]) }
+    local z = concat(self.ptrs4, zl, self.z)
+    local s1 = self.seg1_gn:forward(self.seg1:forward(self.fuse_gn:forward(self.fuse:forward(z))))
+    self.outs = outs
+    return self.seg2:forward(s1)
+end
+
+--- dlogits -> gradients of the four stage outputs (self.df[s]).
+function Mfam:backward(f, dlogits)
+    local d = self.d
+    local ds1 = self.seg2:backward(self.seg1_gn.y, dlogits)
+    local dfz = self.seg1:backward(self.fuse_gn.y, self.seg1_gn:backward(self.seg1.y, ds1))
+    local dz = self.fuse:backward(self.z, self.fuse_gn:backward(self.fuse.y, dfz))
+    local douts = { self.dz }
+    self.dz:resize(dz:size(1), dz:size(2), dz:size(3), d)
+    for i = 1, 3 do self.dzup[i]:resize(dz:size(1), dz:size(2), dz:size(3), d) end
+    split(self.ptrs4, self.sizes4, dz, { { t = self.dz, n = d }, { t = self.dzup[1], n = d },
+        { t = self.dzup[2], n = d }, { t = self.dzup[3], n = d } })
+    -- gradients reaching o_1, o_2, o_3 and P through the fuse's resizes
+    local do_ = { self.dz }
+    check(C.nad_resize_bilinear_backward(0, self.outs[2], self.dzup[1], self.dup[1]))
+    check(C.nad_resize_bilinear_backward(0, self.outs[3], self.dzup[2], self.dup[2]))
+    check(C.nad_resize_bilinear_backward(0, self.P, self.dzup[3], self.dup[3]))
+    do_[2], do_[3] = self.dup[1], self.dup[2]
+    local dP = self.dup[3]
+    -- FPN, fine to coarse: fsum_s feeds out_s and (resized) fsum_{s-1}
+    local carry = nil
+    for s = 1, 3 do
+        local dsum = self.out[s]:backward(self.fsum[s], self.out_gn[s]:backward(self.out[s].y, do_[s]))
+        if carry then check(C.nad_add(1, dsum, 1, carry, self.dfsum[s])) else self.dfsum[s]:resize_as(dsum):copy(dsum) end
+        local dl = self.lateral_gn[s]:backward(self.lateral[s].y, self.dfsum[s])
+        local dlat = self.lateral[s]:backward(f[s], dl)
+        self.df[s]:resize_as(dlat):copy(dlat)
+        local coarser = s < 3 and self.fsum[s + 1] or self.P
+        check(C.nad_resize_bilinear_backward(0, coarser, self.dfsum[s], self.carry[s]))
+        carry = self.carry[s]
+    end
+    check(C.nad_add(1, dP, 1, carry, dP))
+    -- PPM
+    local dcat = self.ppm_out:backward(self.cat, self.ppm_out_gn:backward(self.ppm_out.y, dP))
+    local c4 = self.widths[4]
+    local parts = { { t = self.df[4], n = c4 } }
+    for i = 1, 4 do
+        self.dg[i]:resize(dcat:size(1), dcat:size(2), dcat:size(3), c4 / 4)
+        parts[i + 1] = { t = self.dg[i], n = c4 / 4 }
+    end
+    self.df[4]:resize(dcat:size(1), dcat:size(2), dcat:size(3), c4)
+    split(self.ptrs5, self.sizes5, dcat, parts)
+    for i = 1, 4 do
+        local g = self.ppm_gn[i]
+        check(C.nad_resize_bilinear_backward(1, g.y, self.dg[i], self.dup[4]))
+        local dpool = self.ppm[i]:backward(self.pool[i], g:backward(self.ppm[i].y, self.dup[4]))
+        check(C.nad_adaptive_avgpool2d_backward(f[4], dpool, self.dpool[i]))
+        check(C.nad_add(1, self.df[4], 1, self.dpool[i], self.df[4]))
+    end
+    return self.df
+end
+
+return Mfam
