@@ -234,8 +234,12 @@ int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
 
 /* ---- spatial shift, channels-last (core/ops/shift.c) ----
    The S2-MLP shift: channel quarter q of x[N,H,W,C] (C divisible by 4) moves one pixel in
-   direction dirs[q]. DOWN means y[h] = x[h-1]. Border rule (as S2-MLPv2's slice assignment):
-   the vacated first row / column keeps its own input value, y[0] = x[0] for DOWN. */
+   direction dirs[q]. DOWN means y[h] = x[h-1], UP y[h] = x[h+1], RIGHT y[w] = x[w-1], LEFT
+   y[w] = x[w+1]. Border rule (as S2-MLPv2's slice assignment): the vacated first row / column
+   keeps its own input value, y[0] = x[0] for DOWN. S2-MLPv2's spatial_shift1 (on its
+   (b,w,h,c) tensor, whose dim 1 is our H) is dirs {DOWN, UP, RIGHT, LEFT}; spatial_shift2 is
+   {RIGHT, LEFT, DOWN, UP}. Both read the input as it was before the shift (numpy's slice
+   assignment semantics). y (dx) must not be x (dy). */
 enum { NAD_SHIFT_DOWN = 0, NAD_SHIFT_UP = 1, NAD_SHIFT_RIGHT = 2, NAD_SHIFT_LEFT = 3 };
 int nad_shift_forward(const int32_t *dirs, const nad_tensor *x, nad_tensor *y);
 int nad_shift_backward(const int32_t *dirs, const nad_tensor *dy, nad_tensor *dx);

@@ -1,0 +1,219 @@
+/* elementwise.c: y = alpha a + beta b, y = a * b (b broadcasting to a's shape) and its
+   backward, y = s x. Any strides. Used for residuals, layer scales, the S2-MLPv2 split
+   attention weights and the FPN's top-down sums. */
+#include "../internal.h"
+
+enum { PAR_MIN = 32768, COL_CHUNK = 256 };
+
+/* b's strides seen from a's shape: a broadcast dim (b size 1, a size > 1) gets stride 0.
+   Fails when b's shape does not broadcast to a's. */
+static int broadcast_strides(const char *fn, const nad_tensor *a, const nad_tensor *b,
+                             int64_t *bstride)
+{
+    bool ok = a->ndim == b->ndim;
+    for (int32_t i = 0; ok && i < a->ndim; i++) {
+        ok = b->size[i] == a->size[i] || b->size[i] == 1;
+        bstride[i] = b->size[i] == a->size[i] ? b->stride[i] : 0;
+    }
+    if (ok) return 0;
+    char b1[96], b2[96];
+    return nad_fail(NAD_EINVAL, "%s: b %s does not broadcast to a %s (each size of b must "
+                                "equal a's or be 1)",
+                    fn, nad_shape_str(b, b1, sizeof b1), nad_shape_str(a, b2, sizeof b2));
+}
+
+/* Checks a, b and y and resizes y to a's shape (y may be a, or b when b has a's shape). */
+static int check_binary(const char *fn, const nad_tensor *a, const nad_tensor *b, nad_tensor *y,
+                        int64_t *bstride)
+{
+    int rc = nad_check_tensor(fn, "a", a);
+    if (rc || (rc = nad_check_tensor(fn, "b", b)) || (rc = nad_check_tensor(fn, "y", y)))
+        return rc;
+    if ((rc = broadcast_strides(fn, a, b, bstride))) return rc;
+    if (y == b && !nad_same_shape(a, b))
+        return nad_fail(NAD_EINVAL, "%s: y is b, which is broadcast: it cannot hold the result",
+                        fn);
+    return y == a || y == b ? 0 : nad_resize_as(y, a);
+}
+
+typedef enum { OP_ADD, OP_MUL } binop;
+
+/* The shared loop: y = op(a, b) over a's shape, rows split between threads. Reading an
+   element before writing it keeps y == a or y == b (same view) correct. */
+static void binary_run(binop op, float alpha, const nad_tensor *a, float beta,
+                       const nad_tensor *b, const int64_t *bstride, nad_tensor *y)
+{
+    const float *ad = nad_data(a), *bd = nad_data(b);
+    float *yd = nad_data(y);
+    int64_t n = nad_numel(a);
+    if (nad_is_contiguous(a) && nad_is_contiguous(y) && nad_is_contiguous(b) &&
+        nad_numel(b) == n) {
+        if (op == OP_ADD) {
+            #pragma omp parallel for schedule(static) if (n > PAR_MIN)
+            for (int64_t i = 0; i < n; i++) yd[i] = alpha * ad[i] + beta * bd[i];
+        } else {
+            #pragma omp parallel for schedule(static) if (n > PAR_MIN)
+            for (int64_t i = 0; i < n; i++) yd[i] = ad[i] * bd[i];
+        }
+        return;
+    }
+    nad_rowiter ia, ib, iy;
+    nad_rowiter_init(&ia, a);
+    nad_rowiter_init_strides(&ib, a, bstride);
+    nad_rowiter_init_strides(&iy, a, y->stride);
+    const int64_t len = ia.len, sa = ia.inner, sb = ib.inner, sy = iy.inner;
+    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int64_t r = 0; r < ia.rows; r++) {
+        const float *ar = ad + nad_rowiter_offset(&ia, r);
+        const float *br = bd + nad_rowiter_offset(&ib, r);
+        float *yr = yd + nad_rowiter_offset(&iy, r);
+        if (sa == 1 && sb == 1 && sy == 1) {
+            if (op == OP_ADD)
+                for (int64_t j = 0; j < len; j++) yr[j] = alpha * ar[j] + beta * br[j];
+            else
+                for (int64_t j = 0; j < len; j++) yr[j] = ar[j] * br[j];
+        } else if (sa == 1 && sb == 0 && sy == 1) {
+            const float bv = br[0];
+            if (op == OP_ADD)
+                for (int64_t j = 0; j < len; j++) yr[j] = alpha * ar[j] + beta * bv;
+            else
+                for (int64_t j = 0; j < len; j++) yr[j] = ar[j] * bv;
+        } else {
+            for (int64_t j = 0; j < len; j++) {
+                float av = ar[j * sa], bv = br[j * sb];
+                yr[j * sy] = op == OP_ADD ? alpha * av + beta * bv : av * bv;
+            }
+        }
+    }
+}
+
+int nad_add(float alpha, const nad_tensor *a, float beta, const nad_tensor *b, nad_tensor *y)
+{
+    int64_t bstride[NAD_MAX_DIMS];
+    int rc = check_binary("add", a, b, y, bstride);
+    if (rc) return rc;
+    binary_run(OP_ADD, alpha, a, beta, b, bstride, y);
+    return 0;
+}
+
+int nad_mul(const nad_tensor *a, const nad_tensor *b, nad_tensor *y)
+{
+    int64_t bstride[NAD_MAX_DIMS];
+    int rc = check_binary("mul", a, b, y, bstride);
+    if (rc) return rc;
+    binary_run(OP_MUL, 1, a, 0, b, bstride, y);
+    return 0;
+}
+
+/* db += sum over b's broadcast dims of dy * a. Each task owns one row of db (b's outer
+   index) and one chunk of its columns, and sums the a-rows that map to it in a fixed order
+   (double accumulators), so the result does not depend on the thread count. */
+static void mul_backward_db(const nad_tensor *a, const nad_tensor *dy, nad_tensor *db)
+{
+    const int32_t nd = a->ndim;
+    if (nd == 0) {
+        nad_data(db)[0] += nad_data(dy)[0] * nad_data(a)[0];
+        return;
+    }
+    const int32_t outer = nd - 1;
+    /* kept dims: b's size equals a's; reduced dims: b's size is 1 and a's is not */
+    int32_t kept[NAD_MAX_DIMS], red[NAD_MAX_DIMS], nk = 0, nr = 0;
+    int64_t brows = 1, nred = 1;
+    for (int32_t d = 0; d < outer; d++) {
+        if (db->size[d] == a->size[d]) {
+            kept[nk++] = d;
+            brows *= a->size[d];
+        } else {
+            red[nr++] = d;
+            nred *= a->size[d];
+        }
+    }
+    const int64_t len = a->size[outer];
+    const bool col_bcast = db->size[outer] != len;
+    const int64_t nchunks = col_bcast ? 1 : (len + COL_CHUNK - 1) / COL_CHUNK;
+    const int64_t tasks = brows * nchunks;
+    const float *ad = nad_data(a), *gd = nad_data(dy);
+    float *bd = nad_data(db);
+    const int64_t sa = a->stride[outer], sg = dy->stride[outer], sb = db->stride[outer];
+    #pragma omp parallel for schedule(static) if (nad_numel(a) > PAR_MIN && tasks > 1)
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t rb = t / nchunks, c0 = (t % nchunks) * COL_CHUNK;
+        int64_t c1 = col_bcast ? len : (c0 + COL_CHUNK < len ? c0 + COL_CHUNK : len);
+        int64_t oa = 0, og = 0, ob = 0;
+        for (int32_t i = nk - 1; i >= 0; i--) {
+            int64_t idx = rb % a->size[kept[i]];
+            rb /= a->size[kept[i]];
+            oa += idx * a->stride[kept[i]];
+            og += idx * dy->stride[kept[i]];
+            ob += idx * db->stride[kept[i]];
+        }
+        double acc[COL_CHUNK] = {0};
+        double sum = 0;
+        for (int64_t k = 0; k < nred; k++) {
+            int64_t kk = k, ra = oa, rg = og;
+            for (int32_t i = nr - 1; i >= 0; i--) {
+                int64_t idx = kk % a->size[red[i]];
+                kk /= a->size[red[i]];
+                ra += idx * a->stride[red[i]];
+                rg += idx * dy->stride[red[i]];
+            }
+            const float *ar = ad + ra, *gr = gd + rg;
+            if (col_bcast)
+                for (int64_t j = 0; j < len; j++) sum += (double)gr[j * sg] * ar[j * sa];
+            else
+                for (int64_t j = c0; j < c1; j++)
+                    acc[j - c0] += (double)(gr[j * sg] * ar[j * sa]);
+        }
+        if (col_bcast)
+            bd[ob] += (float)sum;
+        else
+            for (int64_t j = c0; j < c1; j++) bd[ob + j * sb] += (float)acc[j - c0];
+    }
+}
+
+/* da = dy * b (a's shape, overwritten); db += sum over broadcast dims of dy * a */
+int nad_mul_backward(const nad_tensor *a, const nad_tensor *b, const nad_tensor *dy,
+                     nad_tensor *da, nad_tensor *db)
+{
+    const char *fn = "mul_backward";
+    int64_t bstride[NAD_MAX_DIMS];
+    int rc = nad_check_tensor(fn, "a", a);
+    if (rc || (rc = nad_check_tensor(fn, "b", b)) || (rc = nad_check_tensor(fn, "dy", dy)))
+        return rc;
+    if ((rc = broadcast_strides(fn, a, b, bstride))) return rc;
+    if ((rc = nad_check_same_shape(fn, "dy", dy, "a", a))) return rc;
+    if (db && (rc = nad_check_same_shape(fn, "db", db, "b", b))) return rc;
+    if (da && da == b && !nad_same_shape(a, b))
+        return nad_fail(NAD_EINVAL, "%s: da is b, which is broadcast: it cannot hold the result",
+                        fn);
+    if (da && da != a && da != dy && da != b && (rc = nad_resize_as(da, a))) return rc;
+    /* db first: da may be a or dy (in place), which db still reads */
+    if (db) mul_backward_db(a, dy, db);
+    if (da) binary_run(OP_MUL, 1, dy, 0, b, bstride, da);
+    return 0;
+}
+
+int nad_scale(float s, const nad_tensor *x, nad_tensor *y)
+{
+    int rc = nad_check_tensor("scale", "x", x);
+    if (rc || (rc = nad_check_tensor("scale", "y", y))) return rc;
+    if (y != x && (rc = nad_resize_as(y, x))) return rc;
+    const float *xd = nad_data(x);
+    float *yd = nad_data(y);
+    int64_t n = nad_numel(x);
+    if (nad_is_contiguous(x) && nad_is_contiguous(y)) {
+        #pragma omp parallel for schedule(static) if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++) yd[i] = s * xd[i];
+        return 0;
+    }
+    nad_rowiter ix, iy;
+    nad_rowiter_init(&ix, x);
+    nad_rowiter_init_strides(&iy, x, y->stride);
+    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int64_t r = 0; r < ix.rows; r++) {
+        const float *xr = xd + nad_rowiter_offset(&ix, r);
+        float *yr = yd + nad_rowiter_offset(&iy, r);
+        for (int64_t j = 0; j < ix.len; j++) yr[j * iy.inner] = s * xr[j * ix.inner];
+    }
+    return 0;
+}

@@ -1,0 +1,132 @@
+/* resize.c: bilinear resize of x[N,H,W,C] to [N,out_h,out_w,C] with PyTorch's
+   interpolate(mode='bilinear', size=...) semantics for both align_corners settings, forward
+   and backward. Used by the decoder (FPN, PPM, fuse, final upsample) and nn.Upsample. */
+#include "../internal.h"
+
+enum { PAR_MIN = 16384, CHUNK = 64 };
+
+/* PyTorch's area_pixel_compute_scale (size given, no scale_factor), in float as its CPU
+   kernel computes it. */
+static float src_scale(int64_t in, int64_t out, int32_t align_corners)
+{
+    if (align_corners) return out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.0f;
+    return (float)in / (float)out;
+}
+
+/* Source taps of output index o: i0, i1 = i0 + (i0 < in - 1) and their weights. With
+   align_corners = 0 the source index scale (o + 0.5) - 0.5 is clamped at 0 (PyTorch). */
+static inline void taps(float scale, int64_t o, int64_t in, int32_t align_corners, int64_t *i0,
+                        int64_t *i1, float *l0, float *l1)
+{
+    float src = align_corners ? scale * (float)o : scale * ((float)o + 0.5f) - 0.5f;
+    if (src < 0) src = 0;
+    int64_t i = (int64_t)src;
+    if (i > in - 1) i = in - 1;
+    float l = src - (float)i;
+    l = l < 0 ? 0 : l > 1 ? 1 : l;
+    *i0 = i;
+    *i1 = i + (i < in - 1 ? 1 : 0);
+    *l1 = l;
+    *l0 = 1.0f - l;
+}
+
+int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corners,
+                                const nad_tensor *x, nad_tensor *y)
+{
+    const char *fn = "resize_bilinear_forward";
+    int rc = nad_check_ndim(fn, "x", x, 4);
+    if (rc || (rc = nad_check_contig(fn, "x", x)) || (rc = nad_check_tensor(fn, "y", y)))
+        return rc;
+    if (out_h < 1 || out_w < 1)
+        return nad_fail(NAD_EINVAL, "%s: output size %dx%d must be at least 1x1", fn, out_h,
+                        out_w);
+    const int64_t N = x->size[0], H = x->size[1], W = x->size[2], C = x->size[3];
+    if (H < 1 || W < 1)
+        return nad_fail(NAD_EINVAL, "%s: x has an empty %lldx%lld map", fn, (long long)H,
+                        (long long)W);
+    if (y == x) return nad_fail(NAD_EINVAL, "%s: y must not be x", fn);
+    const int64_t Ho = out_h, Wo = out_w;
+    nad_tensor shape = *x;
+    shape.size[1] = Ho;
+    shape.size[2] = Wo;
+    if ((rc = nad_resize_as(y, &shape)) || (rc = nad_check_contig(fn, "y", y))) return rc;
+    const float sh = src_scale(H, Ho, align_corners), sw = src_scale(W, Wo, align_corners);
+    const float *xd = nad_data(x);
+    float *yd = nad_data(y);
+    /* y = l0h (l0w x00 + l1w x01) + l1h (l0w x10 + l1w x11), the inner loop over C */
+    #pragma omp parallel for schedule(static) if (N * Ho * Wo * C > PAR_MIN)
+    for (int64_t r = 0; r < N * Ho; r++) {
+        int64_t n = r / Ho, oh = r % Ho, h0, h1;
+        float a0, a1;
+        taps(sh, oh, H, align_corners, &h0, &h1, &a0, &a1);
+        const float *x0 = xd + (n * H + h0) * W * C, *x1 = xd + (n * H + h1) * W * C;
+        for (int64_t ow = 0; ow < Wo; ow++) {
+            int64_t w0, w1;
+            float b0, b1;
+            taps(sw, ow, W, align_corners, &w0, &w1, &b0, &b1);
+            const float *p00 = x0 + w0 * C, *p01 = x0 + w1 * C;
+            const float *p10 = x1 + w0 * C, *p11 = x1 + w1 * C;
+            float *yr = yd + (r * Wo + ow) * C;
+            for (int64_t c = 0; c < C; c++)
+                yr[c] = a0 * (b0 * p00[c] + b1 * p01[c]) + a1 * (b0 * p10[c] + b1 * p11[c]);
+        }
+    }
+    return 0;
+}
+
+/* dx = the transpose of the forward's interpolation: each dy[oh, ow] is scattered to its
+   four taps with the same weights. Threads own (sample, channel chunk) pairs, so no two
+   write one element and each element's sum runs in the same order whatever the count. */
+int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
+                                 const nad_tensor *dy, nad_tensor *dx)
+{
+    const char *fn = "resize_bilinear_backward";
+    int rc = nad_check_ndim(fn, "x", x, 4);
+    if (rc || (rc = nad_check_ndim(fn, "dy", dy, 4)) || (rc = nad_check_contig(fn, "dy", dy)) ||
+        (rc = nad_check_tensor(fn, "dx", dx)))
+        return rc;
+    const int64_t N = x->size[0], H = x->size[1], W = x->size[2], C = x->size[3];
+    const int64_t Ho = dy->size[1], Wo = dy->size[2];
+    if (dy->size[0] != N || dy->size[3] != C || Ho < 1 || Wo < 1 || H < 1 || W < 1) {
+        char b1[96], b2[96];
+        return nad_fail(NAD_EINVAL, "%s: dy %s is not a resize of x %s", fn,
+                        nad_shape_str(dy, b1, sizeof b1), nad_shape_str(x, b2, sizeof b2));
+    }
+    if (dx == dy) return nad_fail(NAD_EINVAL, "%s: dx must not be dy", fn);
+    if ((rc = nad_resize_as(dx, x)) || (rc = nad_check_contig(fn, "dx", dx))) return rc;
+    const float sh = src_scale(H, Ho, align_corners), sw = src_scale(W, Wo, align_corners);
+    const float *g = nad_data(dy);
+    float *o = nad_data(dx);
+    const int64_t nchunks = (C + CHUNK - 1) / CHUNK;
+    #pragma omp parallel for schedule(static) if (N * Ho * Wo * C > PAR_MIN)
+    for (int64_t t = 0; t < N * nchunks; t++) {
+        int64_t n = t / nchunks, c0 = (t % nchunks) * CHUNK;
+        int64_t c1 = c0 + CHUNK < C ? c0 + CHUNK : C;
+        float *on = o + n * H * W * C;
+        for (int64_t i = 0; i < H * W; i++)
+            for (int64_t c = c0; c < c1; c++) on[i * C + c] = 0;
+        for (int64_t oh = 0; oh < Ho; oh++) {
+            int64_t h0, h1;
+            float a0, a1;
+            taps(sh, oh, H, align_corners, &h0, &h1, &a0, &a1);
+            float *q0 = on + h0 * W * C, *q1 = on + h1 * W * C;
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                int64_t w0, w1;
+                float b0, b1;
+                taps(sw, ow, W, align_corners, &w0, &w1, &b0, &b1);
+                const float *gr = g + ((n * Ho + oh) * Wo + ow) * C;
+                float *q00 = q0 + w0 * C, *q01 = q0 + w1 * C;
+                float *q10 = q1 + w0 * C, *q11 = q1 + w1 * C;
+                const float f00 = a0 * b0, f01 = a0 * b1, f10 = a1 * b0, f11 = a1 * b1;
+                for (int64_t c = c0; c < c1; c++) {
+                    float v = gr[c];
+                    q00[c] += f00 * v;
+                    q01[c] += f01 * v;
+                    q10[c] += f10 * v;
+                    q11[c] += f11 * v;
+                }
+            }
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,136 @@
+/* test_resize.c: bilinear resize (both align_corners settings, up and down) against a plain
+   loop of PyTorch's formula, its backward against finite differences, and the errors. */
+#include "check.h"
+#include <criterion/criterion.h>
+
+static float *px(const nad_tensor *t, int64_t n, int64_t h, int64_t w, int64_t c)
+{
+    return nad_tensor_data(t) + ((n * nad_tensor_size(t, 1) + h) * nad_tensor_size(t, 2) + w) *
+                                    nad_tensor_size(t, 3) + c;
+}
+
+/* PyTorch's source index of output o: taps i0, i1 and the weight of i1 */
+static void ref_taps(int in, int out, int ac, int o, int *i0, int *i1, double *l)
+{
+    double scale = ac ? (out > 1 ? (in - 1.0) / (out - 1.0) : 0) : (double)in / out;
+    double src = ac ? scale * o : scale * (o + 0.5) - 0.5;
+    if (src < 0) src = 0;
+    *i0 = (int)src;
+    *i1 = *i0 < in - 1 ? *i0 + 1 : *i0;
+    *l = src - *i0;
+}
+
+static void check_forward(int H, int W, int Ho, int Wo, int ac, uint64_t seed)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, seed);
+    const int N = 2, C = 3;
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(N, H, W, C)), *y = tc_empty();
+    cr_assert_eq(nad_resize_bilinear_forward(Ho, Wo, ac, x, y), 0, "%s", nad_last_error());
+    for (int n = 0; n < N; n++)
+        for (int oh = 0; oh < Ho; oh++)
+            for (int ow = 0; ow < Wo; ow++) {
+                int h0, h1, w0, w1;
+                double a, b;
+                ref_taps(H, Ho, ac, oh, &h0, &h1, &a);
+                ref_taps(W, Wo, ac, ow, &w0, &w1, &b);
+                for (int c = 0; c < C; c++) {
+                    double v = (1 - a) * ((1 - b) * *px(x, n, h0, w0, c) + b * *px(x, n, h0, w1, c)) +
+                               a * ((1 - b) * *px(x, n, h1, w0, c) + b * *px(x, n, h1, w1, c));
+                    cr_assert_float_eq(*px(y, n, oh, ow, c), v, 1e-5, "%dx%d->%dx%d ac %d", H, W,
+                                       Ho, Wo, ac);
+                }
+            }
+    if (ac && Ho > 1 && Wo > 1) { /* the corners are the input's corners */
+        cr_assert_float_eq(*px(y, 1, Ho - 1, Wo - 1, 2), *px(x, 1, H - 1, W - 1, 2), 1e-6);
+        cr_assert_float_eq(*px(y, 0, 0, 0, 0), *px(x, 0, 0, 0, 0), 1e-6);
+    }
+    nad_tensor_free(x);
+    nad_tensor_free(y);
+}
+
+Test(resize, forward_matches_loop)
+{
+    for (int ac = 0; ac < 2; ac++) {
+        check_forward(4, 5, 9, 7, ac, 1);  /* up */
+        check_forward(9, 8, 4, 3, ac, 2);  /* down */
+        check_forward(5, 5, 5, 5, ac, 3);  /* same */
+        check_forward(6, 3, 1, 1, ac, 4);  /* to a single pixel */
+        check_forward(1, 1, 3, 4, ac, 5);  /* from a single pixel */
+    }
+}
+
+typedef struct {
+    int ho, wo, ac;
+    nad_tensor *x, *y, *r;
+} rs_ctx;
+
+static double rs_loss(void *v)
+{
+    rs_ctx *c = v;
+    nad_resize_bilinear_forward(c->ho, c->wo, c->ac, c->x, c->y);
+    return tc_dot(c->y, c->r);
+}
+
+static void check_grad(int H, int W, int Ho, int Wo, int ac, uint64_t seed)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, seed);
+    rs_ctx c = {Ho, Wo, ac, tc_rand(&rng, TC_SIZES(2, H, W, 3)), tc_empty(),
+                tc_rand(&rng, TC_SIZES(2, Ho, Wo, 3))};
+    nad_tensor *dx = tc_empty();
+    cr_assert_eq(nad_resize_bilinear_backward(ac, c.x, c.r, dx), 0, "%s", nad_last_error());
+    cr_assert(tc_gradcheck(rs_loss, &c, c.x, dx, 1e-2, 1e-3, 1e-4));
+    nad_tensor_free(c.x);
+    nad_tensor_free(c.y);
+    nad_tensor_free(c.r);
+    nad_tensor_free(dx);
+}
+
+Test(resize, backward_matches_finite_differences)
+{
+    for (int ac = 0; ac < 2; ac++) {
+        check_grad(3, 4, 7, 9, ac, 10);
+        check_grad(8, 7, 3, 4, ac, 11);
+        check_grad(4, 4, 1, 2, ac, 12);
+    }
+}
+
+Test(resize, backward_is_thread_independent)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 13);
+    nad_tensor *x = tc_zeros(TC_SIZES(2, 16, 16, 130)), *dy = tc_rand(&rng, TC_SIZES(2, 40, 40, 130));
+    nad_tensor *d1 = tc_empty(), *d2 = tc_empty();
+    int32_t nt = nad_get_num_threads();
+    nad_set_num_threads(1);
+    cr_assert_eq(nad_resize_bilinear_backward(0, x, dy, d1), 0, "%s", nad_last_error());
+    nad_set_num_threads(2);
+    cr_assert_eq(nad_resize_bilinear_backward(0, x, dy, d2), 0, "%s", nad_last_error());
+    nad_set_num_threads(nt);
+    cr_assert(tc_close(d1, d2, 0, 0));
+    /* the transpose keeps the sum: every output spreads weights summing to 1 */
+    cr_assert_float_eq(nad_tensor_sum(d1), nad_tensor_sum(dy), 1e-2);
+    nad_tensor_free(x);
+    nad_tensor_free(dy);
+    nad_tensor_free(d1);
+    nad_tensor_free(d2);
+}
+
+Test(resize, bad_arguments_are_errors)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 14);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(1, 4, 4, 3)), *y = tc_zeros(TC_SIZES(2));
+    cr_assert_eq(nad_resize_bilinear_forward(0, 4, 0, x, y), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(),
+                     "resize_bilinear_forward: output size 0x4 must be at least 1x1");
+    cr_assert_eq(nad_tensor_numel(y), 2, "y untouched");
+    nad_tensor *dy = tc_rand(&rng, TC_SIZES(2, 8, 8, 3));
+    cr_assert_eq(nad_resize_bilinear_backward(1, x, dy, y), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(),
+                     "resize_bilinear_backward: dy [2,8,8,3] is not a resize of x [1,4,4,3]");
+    nad_tensor_free(x);
+    nad_tensor_free(y);
+    nad_tensor_free(dy);
+}
