@@ -109,12 +109,12 @@ static void bias_grad(const rowmat *dy, float *db, int64_t dbs)
     #pragma omp parallel for schedule(static) if (dy->rows * dy->cols > 65536)
     for (int64_t blk = 0; blk < nblk; blk++) {
         int64_t c0 = blk * BLOCK, n = dy->cols - c0 < BLOCK ? dy->cols - c0 : BLOCK;
-        float acc[BLOCK] = {0};
+        double acc[BLOCK] = {0}; /* many rows: sum in double */
         for (int64_t r = 0; r < dy->rows; r++) {
             const float *g = dy->p + r * dy->ld + c0;
             for (int64_t j = 0; j < n; j++) acc[j] += g[j];
         }
-        for (int64_t j = 0; j < n; j++) db[(c0 + j) * dbs] += acc[j];
+        for (int64_t j = 0; j < n; j++) db[(c0 + j) * dbs] += (float)acc[j];
     }
 }
 
