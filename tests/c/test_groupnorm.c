@@ -135,3 +135,35 @@ Test(groupnorm, rejects_bad_groups_and_shapes)
     nad_tensor *all[] = {x, g, y, m, r, m3, dx, x3};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
 }
+
+/* Large enough for the OpenMP paths: 1 and 2 threads give the same bits, and the loop's
+   numbers. */
+Test(groupnorm, parallel_paths_do_not_depend_on_thread_count)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 5);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(2, 16, 17, 64));
+    nad_tensor *dy = tc_rand(&rng, TC_SIZES(2, 16, 17, 64));
+    nad_tensor *g = tc_rand(&rng, TC_SIZES(64)), *b = tc_rand(&rng, TC_SIZES(64));
+    nad_tensor *y[2], *dx[2], *dg[2], *m = tc_empty(), *r = tc_empty();
+    int32_t keep = nad_get_num_threads();
+    for (int t = 0; t < 2; t++) {
+        nad_set_num_threads(t + 1);
+        y[t] = tc_empty();
+        dx[t] = tc_empty();
+        dg[t] = tc_zeros(TC_SIZES(64));
+        cr_assert_eq(nad_groupnorm_forward(8, 1e-5f, x, g, b, y[t], m, r), 0, "%s",
+                     nad_last_error());
+        cr_assert_eq(nad_groupnorm_backward(8, x, g, m, r, dy, dx[t], dg[t], NULL), 0, "%s",
+                     nad_last_error());
+    }
+    nad_set_num_threads(keep);
+    cr_assert(tc_close(y[0], y[1], 0, 0) && tc_close(dx[0], dx[1], 0, 0));
+    cr_assert(tc_close(dg[0], dg[1], 0, 0));
+    nad_tensor *want = tc_zeros(TC_SIZES(2, 16, 17, 64)), *wm = tc_zeros(TC_SIZES(2, 8));
+    nad_tensor *wr = tc_zeros(TC_SIZES(2, 8));
+    ref_groupnorm(8, 1e-5f, x, g, b, want, wm, wr);
+    cr_assert(tc_close(y[0], want, 1e-4, 1e-5));
+    nad_tensor *all[] = {x, dy, g, b, y[0], y[1], dx[0], dx[1], dg[0], dg[1], m, r, want, wm, wr};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+}

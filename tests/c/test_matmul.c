@@ -51,8 +51,10 @@ Test(matmul, four_transpose_combinations_with_batch_dims)
     int64_t m = 3, k = 4, n = 5;
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
-            nad_tensor *a = ta ? tc_rand(&rng, TC_SIZES(2, 3, k, m)) : tc_rand(&rng, TC_SIZES(2, 3, m, k));
-            nad_tensor *b = tb ? tc_rand(&rng, TC_SIZES(2, 3, n, k)) : tc_rand(&rng, TC_SIZES(2, 3, k, n));
+            nad_tensor *a = ta ? tc_rand(&rng, TC_SIZES(2, 3, k, m))
+                               : tc_rand(&rng, TC_SIZES(2, 3, m, k));
+            nad_tensor *b = tb ? tc_rand(&rng, TC_SIZES(2, 3, n, k))
+                               : tc_rand(&rng, TC_SIZES(2, 3, k, n));
             nad_tensor *c = tc_rand(&rng, TC_SIZES(2, 3, m, n)), *c0 = clone(c);
             nad_tensor *want = tc_zeros(TC_SIZES(2, 3, m, n));
             ref_matmul(ta, tb, 0.5f, a, b, 0.25f, c0, want);
@@ -73,8 +75,10 @@ Test(matmul, column_major_views_match_contiguous)
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             /* stored [2, cols, rows], viewed as [2, rows, cols] with unit row stride */
-            nad_tensor *as = ta ? tc_rand(&rng, TC_SIZES(2, 3, 4)) : tc_rand(&rng, TC_SIZES(2, 4, 3));
-            nad_tensor *bs = tb ? tc_rand(&rng, TC_SIZES(2, 4, 5)) : tc_rand(&rng, TC_SIZES(2, 5, 4));
+            nad_tensor *as = ta ? tc_rand(&rng, TC_SIZES(2, 3, 4))
+                                : tc_rand(&rng, TC_SIZES(2, 4, 3));
+            nad_tensor *bs = tb ? tc_rand(&rng, TC_SIZES(2, 4, 5))
+                                : tc_rand(&rng, TC_SIZES(2, 5, 4));
             nad_tensor *cs = tc_zeros(TC_SIZES(2, 5, 3));
             nad_tensor *a = nad_tensor_permute(as, swap), *b = nad_tensor_permute(bs, swap);
             nad_tensor *c = nad_tensor_permute(cs, swap);

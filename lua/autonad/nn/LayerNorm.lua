@@ -29,6 +29,8 @@ function LayerNorm:backward(x, dy)
     return self.grad_input
 end
 
-function LayerNorm:__tostring() return string.format('nn.LayerNorm(%d, eps=%g)', self.channels, self.eps) end
+function LayerNorm:__tostring()
+    return string.format('nn.LayerNorm(%d, eps=%g)', self.channels, self.eps)
+end
 
 return LayerNorm
