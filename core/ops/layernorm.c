@@ -1,0 +1,175 @@
+/* layernorm.c: layer norm over the last dim (biased variance), forward and backward; gamma
+   and beta may be leading slices of longer supernet vectors. Used after every patch embedding,
+   before each mixer and Mix-FFN, and at the end of each stage. */
+#include "../internal.h"
+#include <math.h>
+
+/* Sum of n floats in 8 lanes (the compiler vectorises the lanes), finished in double. */
+static inline double lane_sum(const float *x, int64_t n)
+{
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += x[i + j];
+    double s = 0;
+    for (; i < n; i++) s += x[i];
+    for (int j = 0; j < 8; j++) s += acc[j];
+    return s;
+}
+
+/* Sum of (x - m)^2 over n floats, in 8 lanes. */
+static inline double lane_sqdev(const float *x, int64_t n, float m)
+{
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            float d = x[i + j] - m;
+            acc[j] += d * d;
+        }
+    double s = 0;
+    for (; i < n; i++) s += (double)(x[i] - m) * (x[i] - m);
+    for (int j = 0; j < 8; j++) s += acc[j];
+    return s;
+}
+
+/* One row; inlined with gs = bs = 1 for the common unit-stride case so the loop vectorises. */
+static inline __attribute__((always_inline)) void
+ln_row(const float *x, float *y, int64_t c, const float *g, int64_t gs, const float *b,
+       int64_t bs, float eps, float *mean, float *rstd)
+{
+    float m = (float)(lane_sum(x, c) / (double)c);
+    float r = (float)(1.0 / sqrt(lane_sqdev(x, c, m) / (double)c + eps));
+    for (int64_t j = 0; j < c; j++) y[j] = (x[j] - m) * r * g[j * gs] + b[j * bs];
+    *mean = m;
+    *rstd = r;
+}
+
+static int check_vec(const char *fn, const char *name, const nad_tensor *v, int64_t c)
+{
+    int rc = nad_check_ndim(fn, name, v, 1);
+    if (rc) return rc;
+    if (v->size[0] != c)
+        return nad_fail(NAD_EINVAL, "%s: %s has %lld elements, x has %lld channels", fn, name,
+                        (long long)v->size[0], (long long)c);
+    return 0;
+}
+
+/* x (contiguous, at least 1 dim) as rows of c channels */
+static int check_x(const char *fn, const nad_tensor *x, int64_t *rows, int64_t *c)
+{
+    int rc = nad_check_contig(fn, "x", x);
+    if (rc) return rc;
+    if (x->ndim < 1) return nad_fail(NAD_EINVAL, "%s: x has 0 dims, expected at least 1", fn);
+    *c = x->size[x->ndim - 1];
+    if (*c == 0) return nad_fail(NAD_EINVAL, "%s: x has 0 channels", fn);
+    *rows = nad_numel(x) / *c;
+    return 0;
+}
+
+int nad_layernorm_forward(float eps, const nad_tensor *x, const nad_tensor *gamma,
+                          const nad_tensor *beta, nad_tensor *y, nad_tensor *mean,
+                          nad_tensor *rstd)
+{
+    const char *fn = "layernorm_forward";
+    int64_t rows, c;
+    int rc = check_x(fn, x, &rows, &c);
+    if (rc || (rc = check_vec(fn, "gamma", gamma, c)) || (rc = check_vec(fn, "beta", beta, c)))
+        return rc;
+    if (!(eps >= 0)) return nad_fail(NAD_EINVAL, "%s: eps = %g, expected >= 0", fn, eps);
+    if ((rc = nad_check_tensor(fn, "y", y)) || (rc = nad_check_tensor(fn, "mean", mean)) ||
+        (rc = nad_check_tensor(fn, "rstd", rstd)))
+        return rc;
+    if ((y != x && (rc = nad_resize_as(y, x))) || (rc = nad_tensor_resize(mean, 1, &rows)) ||
+        (rc = nad_tensor_resize(rstd, 1, &rows)))
+        return rc;
+    const float *xd = nad_data(x), *g = nad_data(gamma), *b = nad_data(beta);
+    float *yd = nad_data(y), *md = nad_data(mean), *rd = nad_data(rstd);
+    int64_t gs = gamma->stride[0], bs = beta->stride[0];
+    bool unit = (gs == 1 || c == 1) && (bs == 1 || c == 1);
+    #pragma omp parallel for schedule(static) if (rows * c > 32768)
+    for (int64_t r = 0; r < rows; r++) {
+        if (unit) ln_row(xd + r * c, yd + r * c, c, g, 1, b, 1, eps, md + r, rd + r);
+        else ln_row(xd + r * c, yd + r * c, c, g, gs, b, bs, eps, md + r, rd + r);
+    }
+    return 0;
+}
+
+/* With xhat = (x - mean) rstd and g = dy gamma, per row of C channels:
+   dx = rstd (g - mean_j(g) - xhat mean_j(g xhat));
+   dgamma += sum over rows of dy xhat;  dbeta += sum over rows of dy. */
+static inline __attribute__((always_inline)) void
+ln_row_backward(const float *x, const float *dy, float *dx, int64_t c, const float *g,
+                int64_t gs, float m, float r)
+{
+    float s1 = 0, s2 = 0;
+    for (int64_t j = 0; j < c; j++) {
+        float gg = dy[j] * g[j * gs];
+        s1 += gg;
+        s2 += gg * (x[j] - m) * r;
+    }
+    s1 /= (float)c;
+    s2 /= (float)c;
+    for (int64_t j = 0; j < c; j++) dx[j] = r * (dy[j] * g[j * gs] - s1 - (x[j] - m) * r * s2);
+}
+
+int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const nad_tensor *mean,
+                           const nad_tensor *rstd, const nad_tensor *dy, nad_tensor *dx,
+                           nad_tensor *dgamma, nad_tensor *dbeta)
+{
+    const char *fn = "layernorm_backward";
+    int64_t rows, c;
+    int rc = check_x(fn, x, &rows, &c);
+    if (rc || (rc = check_vec(fn, "gamma", gamma, c))) return rc;
+    const char *sn[2] = {"mean", "rstd"};
+    const nad_tensor *st[2] = {mean, rstd};
+    for (int i = 0; i < 2; i++) {
+        if ((rc = nad_check_contig(fn, sn[i], st[i]))) return rc;
+        if (nad_numel(st[i]) != rows)
+            return nad_fail(NAD_EINVAL, "%s: %s has %lld elements, x has %lld rows", fn, sn[i],
+                            (long long)nad_numel(st[i]), (long long)rows);
+    }
+    if ((rc = nad_check_contig(fn, "dy", dy)) || (rc = nad_check_same_shape(fn, "dy", dy, "x", x)))
+        return rc;
+    if ((dgamma && (rc = check_vec(fn, "dgamma", dgamma, c))) ||
+        (dbeta && (rc = check_vec(fn, "dbeta", dbeta, c))))
+        return rc;
+    if (dx && dx != dy && (rc = nad_resize_as(dx, x))) return rc;
+
+    const float *xd = nad_data(x), *g = nad_data(gamma), *gd = nad_data(dy);
+    const float *md = nad_data(mean), *rd = nad_data(rstd);
+    int64_t gs = gamma->stride[0];
+    /* parameter gradients first, as dx may be dy (in place); in column blocks, so each
+       block's sums belong to one thread whatever the thread count */
+    enum { BLOCK = 64 };
+    float *dg = dgamma ? nad_data(dgamma) : NULL, *db = dbeta ? nad_data(dbeta) : NULL;
+    int64_t dgs = dgamma ? dgamma->stride[0] : 0, dbs = dbeta ? dbeta->stride[0] : 0;
+    int64_t nblk = dgamma || dbeta ? (c + BLOCK - 1) / BLOCK : 0;
+    #pragma omp parallel for schedule(static) if (rows * c > 32768)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        int64_t c0 = blk * BLOCK, n = c - c0 < BLOCK ? c - c0 : BLOCK;
+        double ag[BLOCK] = {0}, ab[BLOCK] = {0};
+        for (int64_t r = 0; r < rows; r++) {
+            const float *xr = xd + r * c + c0, *gr = gd + r * c + c0;
+            float m = md[r], s = rd[r];
+            for (int64_t j = 0; j < n; j++) {
+                ag[j] += gr[j] * ((xr[j] - m) * s);
+                ab[j] += gr[j];
+            }
+        }
+        for (int64_t j = 0; j < n; j++) {
+            if (dg) dg[(c0 + j) * dgs] += (float)ag[j];
+            if (db) db[(c0 + j) * dbs] += (float)ab[j];
+        }
+    }
+    if (dx) {
+        float *o = nad_data(dx);
+        #pragma omp parallel for schedule(static) if (rows * c > 32768)
+        for (int64_t r = 0; r < rows; r++) {
+            if (gs == 1 || c == 1)
+                ln_row_backward(xd + r * c, gd + r * c, o + r * c, c, g, 1, md[r], rd[r]);
+            else ln_row_backward(xd + r * c, gd + r * c, o + r * c, c, g, gs, md[r], rd[r]);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,55 @@
+/* softmax.c: numerically stable softmax over the last dim, forward and backward, one row per
+   OpenMP task. Used by attention (scores per head) and the MLP mixer's split attention. */
+#include "../internal.h"
+#include <math.h>
+
+int nad_softmax_forward(const nad_tensor *x, nad_tensor *y)
+{
+    const char *fn = "softmax_forward";
+    int rc = nad_check_contig(fn, "x", x);
+    if (rc || (rc = nad_check_tensor(fn, "y", y))) return rc;
+    if (x->ndim < 1) return nad_fail(NAD_EINVAL, "%s: x has 0 dims, expected at least 1", fn);
+    if (y != x && (rc = nad_resize_as(y, x))) return rc;
+    int64_t len = x->size[x->ndim - 1], rows = len ? nad_numel(x) / len : 0;
+    const float *xd = nad_data(x);
+    float *yd = nad_data(y);
+    #pragma omp parallel for schedule(static) if (rows * len > 32768)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = xd + r * len;
+        float *yr = yd + r * len;
+        float mx = xr[0];
+        for (int64_t j = 1; j < len; j++) mx = xr[j] > mx ? xr[j] : mx;
+        float sum = 0;
+        for (int64_t j = 0; j < len; j++) {
+            yr[j] = expf(xr[j] - mx);
+            sum += yr[j];
+        }
+        float inv = 1.0f / sum;
+        for (int64_t j = 0; j < len; j++) yr[j] *= inv;
+    }
+    return 0;
+}
+
+/* dx = y * (dy - sum_j dy_j y_j) along the last dim */
+int nad_softmax_backward(const nad_tensor *y, const nad_tensor *dy, nad_tensor *dx)
+{
+    const char *fn = "softmax_backward";
+    int rc = nad_check_contig(fn, "y", y);
+    if (rc || (rc = nad_check_contig(fn, "dy", dy))) return rc;
+    if ((rc = nad_check_same_shape(fn, "dy", dy, "y", y))) return rc;
+    if ((rc = nad_check_tensor(fn, "dx", dx))) return rc;
+    if (y->ndim < 1) return nad_fail(NAD_EINVAL, "%s: y has 0 dims, expected at least 1", fn);
+    if (dx != dy && dx != y && (rc = nad_resize_as(dx, y))) return rc;
+    int64_t len = y->size[y->ndim - 1], rows = len ? nad_numel(y) / len : 0;
+    const float *yd = nad_data(y), *gd = nad_data(dy);
+    float *o = nad_data(dx);
+    #pragma omp parallel for schedule(static) if (rows * len > 32768)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *yr = yd + r * len, *gr = gd + r * len;
+        float *orow = o + r * len;
+        float dot = 0;
+        for (int64_t j = 0; j < len; j++) dot += gr[j] * yr[j];
+        for (int64_t j = 0; j < len; j++) orow[j] = yr[j] * (gr[j] - dot);
+    }
+    return 0;
+}

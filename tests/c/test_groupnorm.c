@@ -1,0 +1,169 @@
+/* test_groupnorm.c: channels-last group norm against a plain loop for several group counts,
+   sliced and strided gamma/beta, the backward against finite differences, errors. */
+#include "check.h"
+#include "internal.h" /* only to build a 1-D view with a non-unit stride */
+#include <criterion/criterion.h>
+
+static nad_tensor *strided_vec(nad_rng *rng, int64_t n)
+{
+    nad_tensor *t = tc_rand(rng, TC_SIZES(2 * n));
+    t->size[0] = n;
+    t->stride[0] = 2;
+    return t;
+}
+
+/* x[N,H,W,C] through tc_at; mean, rstd [N, groups] */
+static void ref_groupnorm(int groups, float eps, const nad_tensor *x, const nad_tensor *g,
+                          const nad_tensor *b, nad_tensor *y, nad_tensor *mean, nad_tensor *rstd)
+{
+    int64_t n = nad_tensor_size(x, 0), c = nad_tensor_size(x, 3);
+    int64_t p = nad_tensor_size(x, 1) * nad_tensor_size(x, 2), cg = c / groups;
+    for (int64_t s = 0; s < n; s++)
+        for (int64_t q = 0; q < groups; q++) {
+            double m = 0, v = 0;
+            for (int64_t i = 0; i < p; i++)
+                for (int64_t j = q * cg; j < (q + 1) * cg; j++) m += *tc_at(x, (s * p + i) * c + j);
+            m /= p * cg;
+            for (int64_t i = 0; i < p; i++)
+                for (int64_t j = q * cg; j < (q + 1) * cg; j++)
+                    v += pow(*tc_at(x, (s * p + i) * c + j) - m, 2);
+            double r = 1 / sqrt(v / (p * cg) + eps);
+            for (int64_t i = 0; i < p; i++)
+                for (int64_t j = q * cg; j < (q + 1) * cg; j++) {
+                    int64_t k = (s * p + i) * c + j;
+                    *tc_at(y, k) = (float)((*tc_at(x, k) - m) * r * *tc_at(g, j) + *tc_at(b, j));
+                }
+            *tc_at(mean, s * groups + q) = (float)m;
+            *tc_at(rstd, s * groups + q) = (float)r;
+        }
+}
+
+Test(groupnorm, forward_matches_loop_for_several_group_counts)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 1);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(2, 3, 2, 24)), *G = tc_rand(&rng, TC_SIZES(30));
+    nad_tensor *B = tc_rand(&rng, TC_SIZES(30));
+    for (int64_t i = 0; i < nad_tensor_numel(x); i++) *tc_at(x, i) = *tc_at(x, i) * 2 - 1;
+    nad_tensor *g = nad_tensor_narrow(G, 0, 0, 24), *b = nad_tensor_narrow(B, 0, 0, 24);
+    nad_tensor *gs = strided_vec(&rng, 24), *bs = strided_vec(&rng, 24);
+    nad_tensor *y = tc_empty(), *mean = tc_empty(), *rstd = tc_empty();
+    nad_tensor *want = tc_zeros(TC_SIZES(2, 3, 2, 24));
+    const int group_counts[] = {8, 4, 1, 3, 24};
+    for (int k = 0; k < 5; k++) {
+        int gr = group_counts[k];
+        nad_tensor *wm = tc_zeros(TC_SIZES(2, gr)), *wr = tc_zeros(TC_SIZES(2, gr));
+        for (int strided = 0; strided < 2; strided++) {
+            const nad_tensor *gg = strided ? gs : g, *bb = strided ? bs : b;
+            cr_assert_eq(nad_groupnorm_forward(gr, 1e-5f, x, gg, bb, y, mean, rstd), 0, "%s",
+                         nad_last_error());
+            ref_groupnorm(gr, 1e-5f, x, gg, bb, want, wm, wr);
+            cr_assert_eq(nad_tensor_size(mean, 1), gr);
+            cr_assert(tc_close(y, want, 1e-5, 1e-5), "groups %d", gr);
+            cr_assert(tc_close(mean, wm, 1e-5, 1e-6), "groups %d", gr);
+            cr_assert(tc_close(rstd, wr, 1e-5, 1e-6), "groups %d", gr);
+        }
+        nad_tensor_free(wm);
+        nad_tensor_free(wr);
+    }
+    nad_tensor *all[] = {x, G, B, g, b, gs, bs, y, mean, rstd, want};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+}
+
+typedef struct {
+    int groups;
+    nad_tensor *x, *g, *b, *y, *mean, *rstd, *r;
+} gn_ctx;
+
+static double gn_loss(void *p)
+{
+    gn_ctx *c = p;
+    nad_groupnorm_forward(c->groups, 1e-5f, c->x, c->g, c->b, c->y, c->mean, c->rstd);
+    return tc_dot(c->y, c->r);
+}
+
+static void check_grads(int groups, uint64_t seed)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, seed);
+    nad_tensor *G = tc_rand(&rng, TC_SIZES(10)), *B = tc_rand(&rng, TC_SIZES(10));
+    gn_ctx c = {groups, tc_rand(&rng, TC_SIZES(2, 2, 3, 8)), nad_tensor_narrow(G, 0, 0, 8),
+                nad_tensor_narrow(B, 0, 0, 8), tc_empty(), tc_empty(), tc_empty(),
+                tc_rand(&rng, TC_SIZES(2, 2, 3, 8))};
+    nad_tensor *dG = tc_zeros(TC_SIZES(10)), *dB = tc_zeros(TC_SIZES(10)), *dx = tc_empty();
+    nad_tensor *dg = nad_tensor_narrow(dG, 0, 0, 8), *db = nad_tensor_narrow(dB, 0, 0, 8);
+    gn_loss(&c);
+    cr_assert_eq(nad_groupnorm_backward(groups, c.x, c.g, c.mean, c.rstd, c.r, dx, dg, db), 0,
+                 "%s", nad_last_error());
+    cr_assert(tc_gradcheck(gn_loss, &c, c.x, dx, 1e-2, 1e-2, 1e-3), "groups %d", groups);
+    cr_assert(tc_gradcheck(gn_loss, &c, c.g, dg, 1e-2, 1e-2, 1e-3), "groups %d", groups);
+    cr_assert(tc_gradcheck(gn_loss, &c, c.b, db, 1e-2, 1e-2, 1e-3), "groups %d", groups);
+    cr_assert_float_eq(nad_tensor_sum(dB), nad_tensor_sum(db), 1e-6);
+
+    /* accumulation, and dx in place of dy */
+    gn_loss(&c);
+    double before = nad_tensor_sum(db);
+    nad_tensor *g2 = tc_zeros(TC_SIZES(2, 2, 3, 8));
+    nad_tensor_copy(g2, c.r);
+    cr_assert_eq(nad_groupnorm_backward(groups, c.x, c.g, c.mean, c.rstd, g2, g2, NULL, db), 0,
+                 "%s", nad_last_error());
+    cr_assert_float_eq(nad_tensor_sum(db), 2 * before, 1e-5);
+    cr_assert(tc_close(g2, dx, 1e-6, 1e-7));
+    nad_tensor *all[] = {G, B, c.x, c.g, c.b, c.y, c.mean, c.rstd, c.r, dG, dB, dx, dg, db, g2};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+}
+
+Test(groupnorm, backward_matches_finite_differences_4_groups) { check_grads(4, 2); }
+Test(groupnorm, backward_matches_finite_differences_1_group) { check_grads(1, 3); }
+
+Test(groupnorm, rejects_bad_groups_and_shapes)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 4);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(1, 2, 2, 8)), *g = tc_rand(&rng, TC_SIZES(8));
+    nad_tensor *y = tc_empty(), *m = tc_empty(), *r = tc_empty();
+    cr_assert_eq(nad_groupnorm_forward(3, 1e-5f, x, g, g, y, m, r), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "groupnorm_forward: 3 groups do not divide x's 8 channels");
+    cr_assert_eq(nad_tensor_size(y, 0), 0);
+    nad_tensor *m3 = tc_zeros(TC_SIZES(3)), *dx = tc_empty();
+    cr_assert_eq(nad_groupnorm_backward(4, x, g, m3, m3, x, dx, NULL, NULL), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(),
+                     "groupnorm_backward: mean has 3 elements, expected N*groups = 4");
+    nad_tensor *x3 = tc_rand(&rng, TC_SIZES(2, 8));
+    cr_assert_eq(nad_groupnorm_forward(4, 1e-5f, x3, g, g, y, m, r), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "groupnorm_forward: x has 2 dims, expected 4");
+    nad_tensor *all[] = {x, g, y, m, r, m3, dx, x3};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+}
+
+/* Large enough for the OpenMP paths: 1 and 2 threads give the same bits, and the loop's
+   numbers. */
+Test(groupnorm, parallel_paths_do_not_depend_on_thread_count)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 5);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(2, 16, 17, 64));
+    nad_tensor *dy = tc_rand(&rng, TC_SIZES(2, 16, 17, 64));
+    nad_tensor *g = tc_rand(&rng, TC_SIZES(64)), *b = tc_rand(&rng, TC_SIZES(64));
+    nad_tensor *y[2], *dx[2], *dg[2], *m = tc_empty(), *r = tc_empty();
+    int32_t keep = nad_get_num_threads();
+    for (int t = 0; t < 2; t++) {
+        nad_set_num_threads(t + 1);
+        y[t] = tc_empty();
+        dx[t] = tc_empty();
+        dg[t] = tc_zeros(TC_SIZES(64));
+        cr_assert_eq(nad_groupnorm_forward(8, 1e-5f, x, g, b, y[t], m, r), 0, "%s",
+                     nad_last_error());
+        cr_assert_eq(nad_groupnorm_backward(8, x, g, m, r, dy, dx[t], dg[t], NULL), 0, "%s",
+                     nad_last_error());
+    }
+    nad_set_num_threads(keep);
+    cr_assert(tc_close(y[0], y[1], 0, 0) && tc_close(dx[0], dx[1], 0, 0));
+    cr_assert(tc_close(dg[0], dg[1], 0, 0));
+    nad_tensor *want = tc_zeros(TC_SIZES(2, 16, 17, 64)), *wm = tc_zeros(TC_SIZES(2, 8));
+    nad_tensor *wr = tc_zeros(TC_SIZES(2, 8));
+    ref_groupnorm(8, 1e-5f, x, g, b, want, wm, wr);
+    cr_assert(tc_close(y[0], want, 1e-4, 1e-5));
+    nad_tensor *all[] = {x, dy, g, b, y[0], y[1], dx[0], dx[1], dg[0], dg[1], m, r, want, wm, wr};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+}
