@@ -10,7 +10,9 @@
 /* floats of im2col columns per chunk (16 MiB): bounds the workspace, keeps GEMMs large */
 enum { COLS_BUDGET = 4 << 20 };
 
-enum { PATH_GEMM, PATH_1X1, PATH_DEPTHWISE };
+enum { PATH_GEMM, PATH_1X1, PATH_DEPTHWISE, PATH_GROUPED };
+/* groups with at most this many outputs each take the direct grouped path */
+enum { GROUPED_MAX_COG = 8 };
 
 typedef struct geom {
     int64_t n, h, w, ci, co, k, ho, wo;
@@ -75,6 +77,8 @@ static int check_geom(const char *fn, const nad_conv2d_params *p, const nad_tens
         g->path = PATH_DEPTHWISE;
     else if (g->k == 1 && g->s == 1 && g->pad == 0)
         g->path = PATH_1X1;
+    else if (g->g > 1 && g->cog <= GROUPED_MAX_COG)
+        g->path = PATH_GROUPED;
     else
         g->path = PATH_GEMM;
     int64_t per_row = g->wo * g->kk * g->ci;
@@ -278,7 +282,7 @@ static void pack_taps(const geom *g, const nad_tensor *w, float *wt)
 }
 
 /* y row q = (n, ho): y[wo][c] = bias[c] + sum_taps x[hi][wi][c] wt[tap][c] */
-__attribute__((target_clones("arch=haswell", "default"))) static void
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
 dw_forward_row(const geom *g, const float *x, const float *wt, const float *bias, int64_t q,
                float *y)
 {
@@ -306,7 +310,7 @@ dw_forward_row(const geom *g, const float *x, const float *wt, const float *bias
 
 /* dx row p = (n, hi), gathered: dx[wi][c] = sum over (ho, wo, tap) reading it of
    dy[ho][wo][c] wt[tap][c] */
-__attribute__((target_clones("arch=haswell", "default"))) static void
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
 dw_dx_row(const geom *g, const float *dy, const float *wt, int64_t p, float *dx)
 {
     const int64_t c = g->ci, n = p / g->h, hi = p % g->h;
@@ -329,7 +333,7 @@ dw_dx_row(const geom *g, const float *dy, const float *wt, int64_t p, float *dx)
 }
 
 /* dwt[tap][c] += sum over wo of dy[q][wo][c] x[hi][wi][c]; dbt[c] += sum over wo of dy */
-__attribute__((target_clones("arch=haswell", "default"))) static void
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
 dw_dw_row(const geom *g, const float *x, const float *dy, int64_t q, float *dwt, float *dbt)
 {
     const int64_t c = g->ci, n = q / g->ho, ho = q % g->ho;
@@ -356,6 +360,121 @@ dw_dw_row(const geom *g, const float *x, const float *dy, int64_t q, float *dwt,
     }
 }
 
+/* ---- grouped with few outputs per group (the conv mixer: Ci 288, groups 32, Co/groups 1..8).
+   Per-group GEMMs would be cog wide and im2col memory-bound, so instead x is gathered per image
+   into xg[H][W][Cig][Co], xg[..][j][o] = x[..][(o / cog) Cig + j], and weights into
+   wg[K*K][Cig][Co]: the conv becomes loops over Co as contiguous lanes (a depthwise conv over
+   Cig*Co channels, summed over j). ---- */
+
+
+static void gather_image(const geom *g, const float *xn, float *xg)
+{
+    const int64_t cg = g->cig * g->co;
+    #pragma omp parallel for schedule(static) if (g->h * g->w * cg > 32768)
+    for (int64_t pix = 0; pix < g->h * g->w; pix++) {
+        const float *src = xn + pix * g->ci;
+        float *dst = xg + pix * cg;
+        for (int64_t j = 0; j < g->cig; j++)
+            for (int64_t gr = 0; gr < g->g; gr++)
+                for (int64_t o = 0; o < g->cog; o++)
+                    dst[j * g->co + gr * g->cog + o] = src[gr * g->cig + j];
+    }
+}
+
+static void pack_grouped(const geom *g, const nad_tensor *w, float *wg)
+{
+    const float *src = nad_data(w);
+    for (int64_t o = 0; o < g->co; o++)
+        for (int64_t kh = 0; kh < g->k; kh++)
+            for (int64_t kw = 0; kw < g->k; kw++)
+                for (int64_t j = 0; j < g->cig; j++)
+                    wg[((kh * g->k + kw) * g->cig + j) * g->co + o] = src[w_off(w, o, kh, kw, j)];
+}
+
+/* y[ho][wo][o] = bias[o] + sum_{tap, j} xg[hi][wi][j][o] wg[tap][j][o], one image */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+gr_forward_row(const geom *g, const float *xg, const float *wg, const float *bias, int64_t ho,
+               float *y)
+{
+    const int64_t co = g->co, cg = g->cig * co;
+    for (int64_t wo = 0; wo < g->wo; wo++) {
+        float *acc = y + (ho * g->wo + wo) * co;
+        if (bias)
+            memcpy(acc, bias, (size_t)co * sizeof(float));
+        else
+            memset(acc, 0, (size_t)co * sizeof(float));
+        for (int64_t kh = 0; kh < g->k; kh++) {
+            int64_t hi = ho * g->s - g->pad + kh * g->d;
+            if (hi < 0 || hi >= g->h) continue;
+            for (int64_t kw = 0; kw < g->k; kw++) {
+                int64_t wi = wo * g->s - g->pad + kw * g->d;
+                if (wi < 0 || wi >= g->w) continue;
+                const float *xp = xg + (hi * g->w + wi) * cg, *wp = wg + (kh * g->k + kw) * cg;
+                for (int64_t j = 0; j < g->cig; j++) {
+                    #pragma omp simd
+                    for (int64_t o = 0; o < co; o++) acc[o] += xp[j * co + o] * wp[j * co + o];
+                }
+            }
+        }
+    }
+}
+
+/* dx row hi of one image: t[j][o] = sum over (ho, wo, tap) reading (hi, wi) of
+   dy[ho][wo][o] wg[tap][j][o]; dx[wi][gr Cig + j] = sum over o in group gr of t[j][o] */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+gr_dx_row(const geom *g, const float *dy, const float *wg, int64_t hi, float *t, float *dx)
+{
+    const int64_t co = g->co, cg = g->cig * co;
+    for (int64_t wi = 0; wi < g->w; wi++) {
+        memset(t, 0, (size_t)cg * sizeof(float));
+        for (int64_t kh = 0; kh < g->k; kh++) {
+            int64_t a = hi + g->pad - kh * g->d;
+            if (a < 0 || a % g->s || a / g->s >= g->ho) continue;
+            for (int64_t kw = 0; kw < g->k; kw++) {
+                int64_t u = wi + g->pad - kw * g->d;
+                if (u < 0 || u % g->s || u / g->s >= g->wo) continue;
+                const float *dp = dy + ((a / g->s) * g->wo + u / g->s) * co;
+                const float *wp = wg + (kh * g->k + kw) * cg;
+                for (int64_t j = 0; j < g->cig; j++) {
+                    #pragma omp simd
+                    for (int64_t o = 0; o < co; o++) t[j * co + o] += dp[o] * wp[j * co + o];
+                }
+            }
+        }
+        float *d = dx + (hi * g->w + wi) * g->ci;
+        for (int64_t gr = 0; gr < g->g; gr++)
+            for (int64_t j = 0; j < g->cig; j++) {
+                float sum = 0;
+                for (int64_t o = 0; o < g->cog; o++) sum += t[j * co + gr * g->cog + o];
+                d[gr * g->cig + j] = sum;
+            }
+    }
+}
+
+/* a[tap][j][o] += sum over wo of dy[ho][wo][o] xg[hi][wi][j][o], one image */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+gr_dw_row(const geom *g, const float *xg, const float *dy, int64_t ho, float *a)
+{
+    const int64_t co = g->co, cg = g->cig * co;
+    for (int64_t wo = 0; wo < g->wo; wo++) {
+        const float *dp = dy + (ho * g->wo + wo) * co;
+        for (int64_t kh = 0; kh < g->k; kh++) {
+            int64_t hi = ho * g->s - g->pad + kh * g->d;
+            if (hi < 0 || hi >= g->h) continue;
+            for (int64_t kw = 0; kw < g->k; kw++) {
+                int64_t wi = wo * g->s - g->pad + kw * g->d;
+                if (wi < 0 || wi >= g->w) continue;
+                const float *xp = xg + (hi * g->w + wi) * cg;
+                float *ap = a + (kh * g->k + kw) * cg;
+                for (int64_t j = 0; j < g->cig; j++) {
+                    #pragma omp simd
+                    for (int64_t o = 0; o < co; o++) ap[j * co + o] += dp[o] * xp[j * co + o];
+                }
+            }
+        }
+    }
+}
+
 /* ---- forward ---- */
 
 int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
@@ -370,12 +489,14 @@ int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_
     if (nad_tensor_same_storage(x, y) || nad_tensor_same_storage(w, y))
         return nad_fail(NAD_EINVAL, "%s: y must not share storage with x or w", fn);
 
-    int64_t ldw = g.path == PATH_DEPTHWISE ? 0 : row_ld(w, &g);
+    int64_t ldw = g.path == PATH_DEPTHWISE || g.path == PATH_GROUPED ? 0 : row_ld(w, &g);
     size_t used = 0, o_w = 0, o_b = 0, o_cols = 0;
     if (g.path == PATH_DEPTHWISE) o_w = carve(&used, g.kk * g.co);
+    else if (g.path == PATH_GROUPED) o_w = carve(&used, g.kk * g.cig * g.co);
     else if (!ldw) o_w = carve(&used, g.co * g.kcg);
     o_b = carve(&used, g.co);
     if (g.path == PATH_GEMM) o_cols = carve(&used, g.chunk * g.wo * g.kk * g.ci);
+    if (g.path == PATH_GROUPED) o_cols = carve(&used, g.h * g.w * g.cig * g.co);
     float *base = nad_workspace_get(ws, used * sizeof(float));
     if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
     int64_t ysz[4] = {g.n, g.ho, g.wo, g.co};
@@ -395,6 +516,17 @@ int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_
         pack_taps(&g, w, wt);
         #pragma omp parallel for schedule(static) if (g.rows * g.kk * g.ci > 32768)
         for (int64_t q = 0; q < g.n * g.ho; q++) dw_forward_row(&g, xd, wt, bias, q, yd);
+        return 0;
+    }
+    if (g.path == PATH_GROUPED) {
+        float *wg = base + o_w, *xg = base + o_cols;
+        pack_grouped(&g, w, wg);
+        for (int64_t n = 0; n < g.n; n++) {
+            gather_image(&g, xd + n * g.h * g.w * g.ci, xg);
+            float *yn = yd + n * g.ho * g.wo * g.co;
+            #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * g.cig * g.co > 32768)
+            for (int64_t ho = 0; ho < g.ho; ho++) gr_forward_row(&g, xg, wg, bias, ho, yn);
+        }
         return 0;
     }
     if (!ldw) {
@@ -460,6 +592,12 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         if (dx) o_w = carve(&used, g.kk * g.co);
         if (dw) o_dw = carve(&used, nparts * g.kk * g.co);
         if (db) o_db = carve(&used, nparts * g.co);
+    } else if (g.path == PATH_GROUPED) {
+        const int64_t cg = g.cig * g.co;
+        if (dx) o_w = carve(&used, g.kk * cg + nparts * cg); /* wg, then one t[] per thread */
+        if (dw) o_dw = carve(&used, nparts * g.kk * cg);
+        if (dw) o_cols = carve(&used, g.h * g.w * cg);
+        if (db) o_db = carve(&used, nparts * g.co);
     } else {
         if (dx && !(ldw = row_ld(w, &g))) o_w = carve(&used, g.co * g.kcg);
         if (dw && !(lddw = row_ld(dw, &g))) o_dw = carve(&used, g.co * g.kcg);
@@ -512,6 +650,44 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
                 float *o = nad_data(db);
                 for (int64_t c = 0; c < g.co; c++) o[c * db->stride[0]] += pb[c];
             }
+        }
+        return 0;
+    }
+    if (g.path == PATH_GROUPED) {
+        /* y[o] = sum_{tap, j} xg[j][o] wg[tap][j][o]: dx[gr Cig + j] = sum over o in group gr
+           and taps of dy[o] wg[tap][j][o];  dw[o, tap, j] += sum dy[o] xg[tap pixel][j][o] */
+        const int64_t cg = g.cig * g.co, img = g.h * g.w;
+        if (db) add_colsum(dyd, g.rows, g.co, nparts, base + o_db, db);
+        if (dx) {
+            float *wg = base + o_w, *tmp = wg + g.kk * cg;
+            pack_grouped(&g, w, wg);
+            for (int64_t n = 0; n < g.n; n++) {
+                const float *dyn = dyd + n * g.ho * g.wo * g.co;
+                float *dxn = dxd + n * img * g.ci;
+                #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > 32768)
+                for (int64_t hi = 0; hi < g.h; hi++)
+                    gr_dx_row(&g, dyn, wg, hi, tmp + omp_get_thread_num() * cg, dxn);
+            }
+        }
+        if (dw) {
+            float *pw = base + o_dw, *xg = base + o_cols;
+            memset(pw, 0, (size_t)(nparts * g.kk * cg) * sizeof(float));
+            for (int64_t n = 0; n < g.n; n++) {
+                gather_image(&g, xd + n * img * g.ci, xg);
+                const float *dyn = dyd + n * g.ho * g.wo * g.co;
+                #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > 32768)
+                for (int64_t t = 0; t < nparts; t++)
+                    for (int64_t ho = g.ho * t / nparts; ho < g.ho * (t + 1) / nparts; ho++)
+                        gr_dw_row(&g, xg, dyn, ho, pw + t * g.kk * cg);
+            }
+            for (int64_t t = 1; t < nparts; t++)
+                for (int64_t i = 0; i < g.kk * cg; i++) pw[i] += pw[t * g.kk * cg + i];
+            float *o = nad_data(dw);
+            for (int64_t c = 0; c < g.co; c++)
+                for (int64_t kh = 0; kh < g.k; kh++)
+                    for (int64_t kw = 0; kw < g.k; kw++)
+                        for (int64_t j = 0; j < g.cig; j++)
+                            o[w_off(dw, c, kh, kw, j)] += pw[((kh * g.k + kw) * g.cig + j) * g.co + c];
         }
         return 0;
     }

@@ -135,7 +135,9 @@ Test(conv2d, forward_matches_loop_groups_and_depthwise)
         {1, 9, 8, 5, 5, 3, 2, 2, 2, 5, 0},    /* depthwise, stride 2, dilation 2 */
         {1, 6, 6, 4, 4, 5, 1, 2, 1, 4, 1},    /* depthwise 5x5 */
         {1, 5, 5, 3, 6, 3, 1, 1, 1, 3, 1},    /* channel multiplier 2 (not depthwise) */
-        {2, 4, 4, 288, 64, 3, 1, 1, 1, 32, 1} /* the conv mixer's grouped conv */
+        {2, 4, 4, 288, 64, 3, 1, 1, 1, 32, 1}, /* the conv mixer's grouped conv */
+        {1, 6, 5, 4, 18, 3, 2, 1, 1, 2, 1},    /* 9 outputs per group: per-group GEMMs */
+        {1, 7, 6, 6, 20, 3, 1, 2, 2, 2, 0},    /* 10 per group, dilation 2 */
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_forward(&cs[i], 20 + i);
 }
@@ -195,7 +197,8 @@ Test(conv2d, forward_weight_views_match_contiguous_copies)
     nad_tensor *a = nad_tensor_narrow(big, 0, 0, 4), *sl = nad_tensor_narrow(a, 3, 0, 6);
     nad_tensor *bs = nad_tensor_narrow(bbig, 0, 0, 4);
     check_view(&(cfg){2, 6, 6, 6, 4, 5, 1, 2, 1, 1, 1}, sl, bs, 41);
-    check_view(&(cfg){1, 7, 6, 6, 4, 5, 2, 1, 1, 2, 1}, nad_tensor_narrow(sl, 3, 0, 3), bs, 42);
+    nad_tensor *half = nad_tensor_narrow(sl, 3, 0, 3); /* groups 2 */
+    check_view(&(cfg){1, 7, 6, 6, 4, 5, 2, 1, 1, 2, 1}, half, bs, 42);
     /* centre crop 3x3 and centre tap 1x1 of the 5x5 kernel */
     nad_tensor *c1 = nad_tensor_narrow(sl, 1, 1, 3), *crop = nad_tensor_narrow(c1, 2, 1, 3);
     check_view(&(cfg){2, 6, 5, 6, 4, 3, 1, 1, 1, 1, 1}, crop, bs, 43);
@@ -205,12 +208,12 @@ Test(conv2d, forward_weight_views_match_contiguous_copies)
     /* dilated crop: every second tap of the 5x5, run at dilation 2 */
     nad_tensor *dil = dilated_crop(sl);
     check_view(&(cfg){1, 8, 7, 6, 4, 3, 1, 2, 2, 1, 1}, dil, bs, 46);
-    /* depthwise on the diagonal-free view of a larger depthwise weight, centre crop */
+    /* depthwise: centre crop of a leading slice of a larger 5x5 depthwise weight */
     nad_tensor *dwbig = tc_rand(&rng, TC_SIZES(12, 5, 5, 1));
     nad_tensor *d1 = nad_tensor_narrow(dwbig, 0, 0, 7), *d2 = nad_tensor_narrow(d1, 1, 1, 3);
     nad_tensor *dcrop = nad_tensor_narrow(d2, 2, 1, 3);
     check_view(&(cfg){2, 5, 6, 7, 7, 3, 1, 1, 1, 7, 0}, dcrop, NULL, 47);
-    nad_tensor *vs[] = {a, sl, bs, c1, crop, t1, tap, dil, dwbig, d1, d2, dcrop, big, bbig};
+    nad_tensor *vs[] = {a, sl, half, bs, c1, crop, t1, tap, dil, dwbig, d1, d2, dcrop, big, bbig};
     for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) nad_tensor_free(vs[i]);
 }
 
@@ -239,7 +242,7 @@ static void check_grad(const cfg *c, int w_view, uint64_t seed)
     int64_t cig = c->ci / c->g;
     grad_ctx g = {*c, nad_workspace_new(0), NULL, NULL, NULL, tc_empty(), NULL};
     g.x = tc_rand(&rng, TC_SIZES(c->n, c->h, c->w, c->ci));
-    nad_tensor *wbig = NULL, *dwbig = NULL, *dwa = NULL, *dw;
+    nad_tensor *wbig = NULL, *dwbig = NULL, *dw;
     if (w_view) {
         /* w = centre crop of a wider 5x5 weight W[:co, 1:1+k, 1:1+k, :cig] */
         wbig = tc_rand(&rng, TC_SIZES(c->co + 2, c->k + 2, c->k + 2, cig + 3));
@@ -250,7 +253,7 @@ static void check_grad(const cfg *c, int w_view, uint64_t seed)
         nad_tensor_free(a), nad_tensor_free(b), nad_tensor_free(d);
         a = nad_tensor_narrow(dwbig, 0, 0, c->co), b = nad_tensor_narrow(a, 1, 1, c->k);
         d = nad_tensor_narrow(b, 2, 1, c->k);
-        dw = dwa = nad_tensor_narrow(d, 3, 0, cig);
+        dw = nad_tensor_narrow(d, 3, 0, cig);
         nad_tensor_free(a), nad_tensor_free(b), nad_tensor_free(d);
     } else {
         g.w = tc_rand(&rng, TC_SIZES(c->co, c->k, c->k, cig));
@@ -271,7 +274,6 @@ static void check_grad(const cfg *c, int w_view, uint64_t seed)
     nad_tensor_free(g.r), nad_tensor_free(dx), nad_tensor_free(db), nad_tensor_free(dw);
     nad_tensor_free(wbig), nad_tensor_free(dwbig);
     nad_workspace_free(g.ws);
-    (void)dwa;
 }
 
 Test(conv2d, backward_matches_finite_differences)
@@ -285,6 +287,8 @@ Test(conv2d, backward_matches_finite_differences)
         {2, 3, 4, 5, 3, 1, 1, 0, 1, 1, 1}, /* 1x1 */
         {1, 3, 4, 4, 6, 1, 1, 0, 1, 2, 1}, /* grouped 1x1 */
         {1, 9, 9, 2, 3, 5, 4, 2, 1, 1, 1}, /* 5x5 stride 4, like a patch embedding */
+        {1, 6, 5, 4, 18, 3, 2, 1, 1, 2, 1}, /* 9 outputs per group: per-group GEMMs */
+        {2, 4, 4, 18, 8, 3, 1, 1, 1, 2, 1}, /* grouped, 4 outputs per group, as the mixer */
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_grad(&cs[i], 0, 50 + i);
 }
@@ -295,6 +299,8 @@ Test(conv2d, backward_into_weight_views_matches_finite_differences)
         {1, 5, 4, 3, 4, 3, 1, 1, 1, 1, 1},
         {1, 6, 5, 4, 2, 3, 2, 1, 1, 2, 0},
         {1, 5, 5, 3, 3, 3, 1, 1, 1, 3, 1}, /* depthwise */
+        {1, 5, 6, 6, 6, 3, 2, 1, 1, 3, 1}, /* grouped, direct */
+        {1, 5, 4, 4, 18, 3, 1, 1, 1, 2, 1}, /* grouped, GEMMs */
         {1, 3, 4, 5, 3, 1, 1, 0, 1, 1, 1}, /* 1x1: rows stay contiguous, dw written in place */
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_grad(&cs[i], 1, 60 + i);
@@ -332,6 +338,7 @@ Test(conv2d, backward_accumulates_dw_db_and_skips_null_outputs)
         {1, 5, 5, 3, 4, 3, 2, 1, 1, 1, 1}, /* im2col */
         {1, 5, 5, 4, 4, 3, 1, 1, 1, 4, 1}, /* depthwise */
         {1, 5, 5, 3, 4, 1, 1, 0, 1, 1, 1}, /* 1x1 */
+        {2, 5, 5, 6, 4, 3, 1, 1, 1, 2, 1}, /* grouped, direct */
     };
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         cfg c = cs[k];
