@@ -1,0 +1,756 @@
+/* conv2d.c: 2-D convolution on channels-last maps, x[N,H,W,Ci] * w[Co,K,K,Ci/groups], forward
+   and backward. Three paths: 1x1 stride-1 as plain GEMMs on x, depthwise as direct loops over
+   contiguous channels, the rest as NHWC im2col + GEMM in bounded chunks. Used by the patch
+   embeddings, the conv mixer, Mix-FFN's depthwise conv and the decoder (5x5 super-kernel views). */
+#include "../internal.h"
+#include <cblas.h>
+#include <omp.h>
+#include <string.h>
+
+/* floats of im2col columns per chunk (16 MiB): bounds the workspace, keeps GEMMs large */
+enum { COLS_BUDGET = 4 << 20 };
+
+enum { PATH_GEMM, PATH_1X1, PATH_DEPTHWISE, PATH_GROUPED };
+/* groups with at most this many outputs each take the direct grouped path */
+enum { GROUPED_MAX_COG = 8 };
+
+typedef struct geom {
+    int64_t n, h, w, ci, co, k, ho, wo;
+    int64_t s, pad, d, g;
+    int64_t cig, cog, kk, kcg; /* Ci/groups, Co/groups, K*K, K*K*Ci/groups */
+    int64_t rows;              /* N*Ho*Wo output pixels */
+    int64_t chunk;             /* output rows (n, ho) per im2col chunk */
+    int path;
+} geom;
+
+/* ---- argument checks ---- */
+
+static int check_params(const char *fn, const nad_conv2d_params *p)
+{
+    if (!p) return nad_fail(NAD_EINVAL, "%s: params is NULL", fn);
+    if (p->stride < 1) return nad_fail(NAD_EINVAL, "%s: stride is %d, expected >= 1", fn, p->stride);
+    if (p->pad < 0) return nad_fail(NAD_EINVAL, "%s: pad is %d, expected >= 0", fn, p->pad);
+    if (p->dilation < 1)
+        return nad_fail(NAD_EINVAL, "%s: dilation is %d, expected >= 1", fn, p->dilation);
+    if (p->groups < 1) return nad_fail(NAD_EINVAL, "%s: groups is %d, expected >= 1", fn, p->groups);
+    return 0;
+}
+
+/* Checks p, x and w and fills g (shapes, output size, path). */
+static int check_geom(const char *fn, const nad_conv2d_params *p, const nad_tensor *x,
+                      const nad_tensor *w, geom *g)
+{
+    int rc = check_params(fn, p);
+    if (rc || (rc = nad_check_contig(fn, "x", x)) || (rc = nad_check_ndim(fn, "x", x, 4)) ||
+        (rc = nad_check_ndim(fn, "w", w, 4)))
+        return rc;
+    char buf[96];
+    if (w->size[1] != w->size[2] || w->size[1] < 1 || w->size[0] < 1 || w->size[3] < 1)
+        return nad_fail(NAD_EINVAL, "%s: w is %s, expected [Co,K,K,Ci/groups] with K >= 1", fn,
+                        nad_shape_str(w, buf, sizeof buf));
+    *g = (geom){.n = x->size[0], .h = x->size[1], .w = x->size[2], .ci = x->size[3],
+                .co = w->size[0], .k = w->size[1], .s = p->stride, .pad = p->pad,
+                .d = p->dilation, .g = p->groups};
+    if (g->ci % g->g)
+        return nad_fail(NAD_EINVAL, "%s: groups %d does not divide x's %lld channels", fn,
+                        p->groups, (long long)g->ci);
+    if (g->co % g->g)
+        return nad_fail(NAD_EINVAL, "%s: groups %d does not divide w's %lld output channels", fn,
+                        p->groups, (long long)g->co);
+    if (w->size[3] * g->g != g->ci)
+        return nad_fail(NAD_EINVAL, "%s: x has %lld channels, w expects %lld", fn,
+                        (long long)g->ci, (long long)(w->size[3] * g->g));
+    int64_t span = g->d * (g->k - 1) + 1;
+    if (g->h + 2 * g->pad < span || g->w + 2 * g->pad < span)
+        return nad_fail(NAD_EINVAL,
+                        "%s: x is %lldx%lld, too small for kernel %lld dilation %lld pad %lld", fn,
+                        (long long)g->h, (long long)g->w, (long long)g->k, (long long)g->d,
+                        (long long)g->pad);
+    g->ho = (g->h + 2 * g->pad - span) / g->s + 1;
+    g->wo = (g->w + 2 * g->pad - span) / g->s + 1;
+    g->cig = g->ci / g->g;
+    g->cog = g->co / g->g;
+    g->kk = g->k * g->k;
+    g->kcg = g->kk * g->cig;
+    g->rows = g->n * g->ho * g->wo;
+    if (g->g == g->ci && g->co == g->ci)
+        g->path = PATH_DEPTHWISE;
+    else if (g->k == 1 && g->s == 1 && g->pad == 0)
+        g->path = PATH_1X1;
+    else if (g->g > 1 && g->cog <= GROUPED_MAX_COG)
+        g->path = PATH_GROUPED;
+    else
+        g->path = PATH_GEMM;
+    int64_t per_row = g->wo * g->kk * g->ci;
+    g->chunk = COLS_BUDGET / per_row;
+    if (g->chunk < 1) g->chunk = 1;
+    if (g->chunk > g->n * g->ho) g->chunk = g->n * g->ho;
+    return 0;
+}
+
+static int check_vec(const char *fn, const char *name, const nad_tensor *v, int64_t n)
+{
+    int rc = nad_check_ndim(fn, name, v, 1);
+    if (rc) return rc;
+    if (v->size[0] != n)
+        return nad_fail(NAD_EINVAL, "%s: %s has %lld elements, w has %lld output channels", fn,
+                        name, (long long)v->size[0], (long long)n);
+    return 0;
+}
+
+/* ---- weights as [Co][K*K*Cig] rows ---- */
+
+/* The leading dimension of a weight view read as contiguous rows [Co][K*K*Cig] (a leading
+   slice W[:co] qualifies), or 0 when it must be packed. */
+static int64_t row_ld(const nad_tensor *w, const geom *g)
+{
+    const int64_t *st = w->stride, *sz = w->size;
+    bool rows = (sz[3] == 1 || st[3] == 1) && (sz[2] == 1 || st[2] == sz[3]) &&
+                (sz[1] == 1 || st[1] == sz[2] * sz[3]);
+    if (!rows) return 0;
+    int64_t ld = sz[0] == 1 ? g->kcg : st[0];
+    return ld >= g->kcg ? ld : 0;
+}
+
+static inline int64_t w_off(const nad_tensor *w, int64_t o, int64_t kh, int64_t kw, int64_t c)
+{
+    return o * w->stride[0] + kh * w->stride[1] + kw * w->stride[2] + c * w->stride[3];
+}
+
+/* dst[Co][K*K*Cig] = w (any view) */
+static void pack_rows(const geom *g, const nad_tensor *w, float *dst)
+{
+    const float *src = nad_data(w);
+    #pragma omp parallel for schedule(static) if (g->co * g->kcg > 65536)
+    for (int64_t o = 0; o < g->co; o++)
+        for (int64_t kh = 0; kh < g->k; kh++)
+            for (int64_t kw = 0; kw < g->k; kw++)
+                for (int64_t c = 0; c < g->cig; c++)
+                    dst[(o * g->kk + kh * g->k + kw) * g->cig + c] = src[w_off(w, o, kh, kw, c)];
+}
+
+/* w (any view) += src[Co][K*K*Cig] */
+static void add_rows(const geom *g, const float *src, nad_tensor *w)
+{
+    float *dst = nad_data(w);
+    for (int64_t o = 0; o < g->co; o++)
+        for (int64_t kh = 0; kh < g->k; kh++)
+            for (int64_t kw = 0; kw < g->k; kw++)
+                for (int64_t c = 0; c < g->cig; c++)
+                    dst[w_off(w, o, kh, kw, c)] += src[(o * g->kk + kh * g->k + kw) * g->cig + c];
+}
+
+/* ---- workspace carving: one block, float offsets rounded to 64 bytes ---- */
+
+static size_t carve(size_t *used, int64_t floats)
+{
+    size_t at = *used;
+    *used += ((size_t)floats + 15) & ~(size_t)15;
+    return at;
+}
+
+/* ---- im2col / col2im (NHWC) ----
+   Column row r (output pixel) holds [G][K][K][Cig]: for groups == 1 that is the kernel's
+   taps in order, each a contiguous run of Ci channels, and with dilation 1 a whole kernel row
+   is one run of K*Ci copied at once. */
+
+static void im2col(const geom *g, const float *x, int64_t q0, int64_t q1, float *cols)
+{
+    const int64_t rowlen = g->g * g->kcg, ci = g->ci;
+    #pragma omp parallel for schedule(static) if ((q1 - q0) * g->wo * rowlen > 32768)
+    for (int64_t q = q0; q < q1; q++) {
+        int64_t n = q / g->ho, ho = q % g->ho;
+        const float *xn = x + n * g->h * g->w * ci;
+        for (int64_t wo = 0; wo < g->wo; wo++) {
+            float *dst = cols + ((q - q0) * g->wo + wo) * rowlen;
+            int64_t hi0 = ho * g->s - g->pad, wi0 = wo * g->s - g->pad;
+            if (g->g == 1 && g->d == 1) {
+                int64_t lo = wi0 < 0 ? -wi0 : 0;
+                int64_t hi = g->w - wi0 < g->k ? g->w - wi0 : g->k;
+                if (hi < lo) hi = lo;
+                for (int64_t kh = 0; kh < g->k; kh++) {
+                    float *r = dst + kh * g->k * ci;
+                    int64_t y = hi0 + kh;
+                    if (y < 0 || y >= g->h) {
+                        memset(r, 0, (size_t)(g->k * ci) * sizeof(float));
+                        continue;
+                    }
+                    memset(r, 0, (size_t)(lo * ci) * sizeof(float));
+                    memcpy(r + lo * ci, xn + (y * g->w + wi0 + lo) * ci,
+                           (size_t)((hi - lo) * ci) * sizeof(float));
+                    memset(r + hi * ci, 0, (size_t)((g->k - hi) * ci) * sizeof(float));
+                }
+                continue;
+            }
+            for (int64_t kh = 0; kh < g->k; kh++) {
+                int64_t y = hi0 + kh * g->d;
+                for (int64_t kw = 0; kw < g->k; kw++) {
+                    int64_t xw = wi0 + kw * g->d;
+                    float *t = dst + (kh * g->k + kw) * g->cig;
+                    bool in = y >= 0 && y < g->h && xw >= 0 && xw < g->w;
+                    const float *src = xn + (y * g->w + xw) * ci;
+                    for (int64_t gr = 0; gr < g->g; gr++) {
+                        float *tg = t + gr * g->kcg;
+                        if (in)
+                            memcpy(tg, src + gr * g->cig, (size_t)g->cig * sizeof(float));
+                        else
+                            memset(tg, 0, (size_t)g->cig * sizeof(float));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dx += col2im(cols) for output rows [q0, q1), as a gather: each input row (n, hi) sums the
+   column entries that read it, so threads own disjoint rows of dx and the order is fixed. */
+static void col2im_add(const geom *g, const float *cols, int64_t q0, int64_t q1, float *dx)
+{
+    const int64_t rowlen = g->g * g->kcg, ci = g->ci;
+    int64_t p0 = (q0 / g->ho) * g->h, p1 = ((q1 - 1) / g->ho + 1) * g->h;
+    #pragma omp parallel for schedule(static) if ((q1 - q0) * g->wo * rowlen > 32768)
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t n = p / g->h, hi = p % g->h;
+        float *dxr = dx + p * g->w * ci;
+        for (int64_t kh = 0; kh < g->k; kh++) {
+            int64_t t = hi + g->pad - kh * g->d;
+            if (t < 0 || t % g->s) continue;
+            int64_t q = n * g->ho + t / g->s;
+            if (t / g->s >= g->ho || q < q0 || q >= q1) continue;
+            const float *crow = cols + (q - q0) * g->wo * rowlen;
+            for (int64_t wi = 0; wi < g->w; wi++) {
+                float *dst = dxr + wi * ci;
+                for (int64_t kw = 0; kw < g->k; kw++) {
+                    int64_t u = wi + g->pad - kw * g->d;
+                    if (u < 0 || u % g->s || u / g->s >= g->wo) continue;
+                    const float *src = crow + (u / g->s) * rowlen + (kh * g->k + kw) * g->cig;
+                    for (int64_t gr = 0; gr < g->g; gr++) {
+                        float *dg = dst + gr * g->cig;
+                        const float *sg = src + gr * g->kcg;
+                        #pragma omp simd
+                        for (int64_t c = 0; c < g->cig; c++) dg[c] += sg[c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* y[r][:] += bias for rows [r0, r1) */
+static void add_bias(const float *bias, int64_t co, int64_t r0, int64_t r1, float *y)
+{
+    #pragma omp parallel for schedule(static) if ((r1 - r0) * co > 65536)
+    for (int64_t r = r0; r < r1; r++) {
+        float *yr = y + r * co;
+        #pragma omp simd
+        for (int64_t c = 0; c < co; c++) yr[c] += bias[c];
+    }
+}
+
+/* db += column sums of dy[rows][co]: fixed parts summed in order (deterministic for any
+   thread count); part holds nparts*co floats of scratch. */
+static void add_colsum(const float *dy, int64_t rows, int64_t co, int64_t nparts, float *part,
+                       nad_tensor *db)
+{
+    #pragma omp parallel for schedule(static) if (rows * co > 65536)
+    for (int64_t t = 0; t < nparts; t++) {
+        float *acc = part + t * co;
+        memset(acc, 0, (size_t)co * sizeof(float));
+        for (int64_t r = rows * t / nparts; r < rows * (t + 1) / nparts; r++) {
+            const float *d = dy + r * co;
+            #pragma omp simd
+            for (int64_t c = 0; c < co; c++) acc[c] += d[c];
+        }
+    }
+    float *o = nad_data(db);
+    for (int64_t c = 0; c < co; c++) {
+        float s = 0;
+        for (int64_t t = 0; t < nparts; t++) s += part[t * co + c];
+        o[c * db->stride[0]] += s;
+    }
+}
+
+/* ---- depthwise: wt[K*K][C] (taps major, channels contiguous) ---- */
+
+static void pack_taps(const geom *g, const nad_tensor *w, float *wt)
+{
+    const float *src = nad_data(w);
+    for (int64_t c = 0; c < g->co; c++)
+        for (int64_t kh = 0; kh < g->k; kh++)
+            for (int64_t kw = 0; kw < g->k; kw++)
+                wt[(kh * g->k + kw) * g->co + c] = src[w_off(w, c, kh, kw, 0)];
+}
+
+/* y row q = (n, ho): y[wo][c] = bias[c] + sum_taps x[hi][wi][c] wt[tap][c] */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+dw_forward_row(const geom *g, const float *x, const float *wt, const float *bias, int64_t q,
+               float *y)
+{
+    const int64_t c = g->ci, n = q / g->ho, ho = q % g->ho;
+    for (int64_t wo = 0; wo < g->wo; wo++) {
+        float *acc = y + (q * g->wo + wo) * c;
+        if (bias)
+            memcpy(acc, bias, (size_t)c * sizeof(float));
+        else
+            memset(acc, 0, (size_t)c * sizeof(float));
+        for (int64_t kh = 0; kh < g->k; kh++) {
+            int64_t hi = ho * g->s - g->pad + kh * g->d;
+            if (hi < 0 || hi >= g->h) continue;
+            const float *xr = x + (n * g->h + hi) * g->w * c;
+            for (int64_t kw = 0; kw < g->k; kw++) {
+                int64_t wi = wo * g->s - g->pad + kw * g->d;
+                if (wi < 0 || wi >= g->w) continue;
+                const float *xp = xr + wi * c, *wp = wt + (kh * g->k + kw) * c;
+                #pragma omp simd
+                for (int64_t i = 0; i < c; i++) acc[i] += xp[i] * wp[i];
+            }
+        }
+    }
+}
+
+/* dx row p = (n, hi), gathered: dx[wi][c] = sum over (ho, wo, tap) reading it of
+   dy[ho][wo][c] wt[tap][c] */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+dw_dx_row(const geom *g, const float *dy, const float *wt, int64_t p, float *dx)
+{
+    const int64_t c = g->ci, n = p / g->h, hi = p % g->h;
+    for (int64_t wi = 0; wi < g->w; wi++) {
+        float *acc = dx + (p * g->w + wi) * c;
+        memset(acc, 0, (size_t)c * sizeof(float));
+        for (int64_t kh = 0; kh < g->k; kh++) {
+            int64_t t = hi + g->pad - kh * g->d;
+            if (t < 0 || t % g->s || t / g->s >= g->ho) continue;
+            const float *dyr = dy + (n * g->ho + t / g->s) * g->wo * c;
+            for (int64_t kw = 0; kw < g->k; kw++) {
+                int64_t u = wi + g->pad - kw * g->d;
+                if (u < 0 || u % g->s || u / g->s >= g->wo) continue;
+                const float *dp = dyr + (u / g->s) * c, *wp = wt + (kh * g->k + kw) * c;
+                #pragma omp simd
+                for (int64_t i = 0; i < c; i++) acc[i] += dp[i] * wp[i];
+            }
+        }
+    }
+}
+
+/* dwt[tap][c] += sum over wo of dy[q][wo][c] x[hi][wi][c]; dbt[c] += sum over wo of dy */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+dw_dw_row(const geom *g, const float *x, const float *dy, int64_t q, float *dwt, float *dbt)
+{
+    const int64_t c = g->ci, n = q / g->ho, ho = q % g->ho;
+    for (int64_t wo = 0; wo < g->wo; wo++) {
+        const float *dp = dy + (q * g->wo + wo) * c;
+        if (dbt) {
+            #pragma omp simd
+            for (int64_t i = 0; i < c; i++) dbt[i] += dp[i];
+        }
+        if (!dwt) continue;
+        for (int64_t kh = 0; kh < g->k; kh++) {
+            int64_t hi = ho * g->s - g->pad + kh * g->d;
+            if (hi < 0 || hi >= g->h) continue;
+            const float *xr = x + (n * g->h + hi) * g->w * c;
+            for (int64_t kw = 0; kw < g->k; kw++) {
+                int64_t wi = wo * g->s - g->pad + kw * g->d;
+                if (wi < 0 || wi >= g->w) continue;
+                const float *xp = xr + wi * c;
+                float *a = dwt + (kh * g->k + kw) * c;
+                #pragma omp simd
+                for (int64_t i = 0; i < c; i++) a[i] += dp[i] * xp[i];
+            }
+        }
+    }
+}
+
+/* ---- grouped with few outputs per group (the conv mixer: Ci 288, groups 32, Co/groups 1..8).
+   Per-group GEMMs would be cog wide and im2col memory-bound, so instead x is gathered per image
+   into xg[H][W][Cig][Co], xg[..][j][o] = x[..][(o / cog) Cig + j], and weights into
+   wg[K*K][Cig][Co]: the conv becomes loops over Co as contiguous lanes (a depthwise conv over
+   Cig*Co channels, summed over j). ---- */
+
+
+static void gather_image(const geom *g, const float *xn, float *xg)
+{
+    const int64_t cg = g->cig * g->co;
+    #pragma omp parallel for schedule(static) if (g->h * g->w * cg > 32768)
+    for (int64_t pix = 0; pix < g->h * g->w; pix++) {
+        const float *src = xn + pix * g->ci;
+        float *dst = xg + pix * cg;
+        for (int64_t j = 0; j < g->cig; j++)
+            for (int64_t gr = 0; gr < g->g; gr++)
+                for (int64_t o = 0; o < g->cog; o++)
+                    dst[j * g->co + gr * g->cog + o] = src[gr * g->cig + j];
+    }
+}
+
+static void pack_grouped(const geom *g, const nad_tensor *w, float *wg)
+{
+    const float *src = nad_data(w);
+    for (int64_t o = 0; o < g->co; o++)
+        for (int64_t kh = 0; kh < g->k; kh++)
+            for (int64_t kw = 0; kw < g->k; kw++)
+                for (int64_t j = 0; j < g->cig; j++)
+                    wg[((kh * g->k + kw) * g->cig + j) * g->co + o] = src[w_off(w, o, kh, kw, j)];
+}
+
+/* y[ho][wo][o] = bias[o] + sum_{tap, j} xg[hi][wi][j][o] wg[tap][j][o], one image */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+gr_forward_row(const geom *g, const float *xg, const float *wg, const float *bias, int64_t ho,
+               float *y)
+{
+    const int64_t co = g->co, cg = g->cig * co;
+    for (int64_t wo = 0; wo < g->wo; wo++) {
+        float *acc = y + (ho * g->wo + wo) * co;
+        if (bias)
+            memcpy(acc, bias, (size_t)co * sizeof(float));
+        else
+            memset(acc, 0, (size_t)co * sizeof(float));
+        for (int64_t kh = 0; kh < g->k; kh++) {
+            int64_t hi = ho * g->s - g->pad + kh * g->d;
+            if (hi < 0 || hi >= g->h) continue;
+            for (int64_t kw = 0; kw < g->k; kw++) {
+                int64_t wi = wo * g->s - g->pad + kw * g->d;
+                if (wi < 0 || wi >= g->w) continue;
+                const float *xp = xg + (hi * g->w + wi) * cg, *wp = wg + (kh * g->k + kw) * cg;
+                for (int64_t j = 0; j < g->cig; j++) {
+                    #pragma omp simd
+                    for (int64_t o = 0; o < co; o++) acc[o] += xp[j * co + o] * wp[j * co + o];
+                }
+            }
+        }
+    }
+}
+
+/* dx row hi of one image: t[j][o] = sum over (ho, wo, tap) reading (hi, wi) of
+   dy[ho][wo][o] wg[tap][j][o]; dx[wi][gr Cig + j] = sum over o in group gr of t[j][o] */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+gr_dx_row(const geom *g, const float *dy, const float *wg, int64_t hi, float *t, float *dx)
+{
+    const int64_t co = g->co, cg = g->cig * co;
+    for (int64_t wi = 0; wi < g->w; wi++) {
+        memset(t, 0, (size_t)cg * sizeof(float));
+        for (int64_t kh = 0; kh < g->k; kh++) {
+            int64_t a = hi + g->pad - kh * g->d;
+            if (a < 0 || a % g->s || a / g->s >= g->ho) continue;
+            for (int64_t kw = 0; kw < g->k; kw++) {
+                int64_t u = wi + g->pad - kw * g->d;
+                if (u < 0 || u % g->s || u / g->s >= g->wo) continue;
+                const float *dp = dy + ((a / g->s) * g->wo + u / g->s) * co;
+                const float *wp = wg + (kh * g->k + kw) * cg;
+                for (int64_t j = 0; j < g->cig; j++) {
+                    #pragma omp simd
+                    for (int64_t o = 0; o < co; o++) t[j * co + o] += dp[o] * wp[j * co + o];
+                }
+            }
+        }
+        float *d = dx + (hi * g->w + wi) * g->ci;
+        for (int64_t gr = 0; gr < g->g; gr++)
+            for (int64_t j = 0; j < g->cig; j++) {
+                float sum = 0;
+                for (int64_t o = 0; o < g->cog; o++) sum += t[j * co + gr * g->cog + o];
+                d[gr * g->cig + j] = sum;
+            }
+    }
+}
+
+/* a[tap][j][o] += sum over wo of dy[ho][wo][o] xg[hi][wi][j][o], one image */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+gr_dw_row(const geom *g, const float *xg, const float *dy, int64_t ho, float *a)
+{
+    const int64_t co = g->co, cg = g->cig * co;
+    for (int64_t wo = 0; wo < g->wo; wo++) {
+        const float *dp = dy + (ho * g->wo + wo) * co;
+        for (int64_t kh = 0; kh < g->k; kh++) {
+            int64_t hi = ho * g->s - g->pad + kh * g->d;
+            if (hi < 0 || hi >= g->h) continue;
+            for (int64_t kw = 0; kw < g->k; kw++) {
+                int64_t wi = wo * g->s - g->pad + kw * g->d;
+                if (wi < 0 || wi >= g->w) continue;
+                const float *xp = xg + (hi * g->w + wi) * cg;
+                float *ap = a + (kh * g->k + kw) * cg;
+                for (int64_t j = 0; j < g->cig; j++) {
+                    #pragma omp simd
+                    for (int64_t o = 0; o < co; o++) ap[j * co + o] += dp[o] * xp[j * co + o];
+                }
+            }
+        }
+    }
+}
+
+/* ---- forward ---- */
+
+int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
+                       const nad_tensor *w, const nad_tensor *b, nad_tensor *y)
+{
+    const char *fn = "conv2d_forward";
+    geom g;
+    int rc = check_geom(fn, p, x, w, &g);
+    if (rc) return rc;
+    if (b && (rc = check_vec(fn, "b", b, g.co))) return rc;
+    if ((rc = nad_check_tensor(fn, "y", y))) return rc;
+    if (nad_tensor_same_storage(x, y) || nad_tensor_same_storage(w, y))
+        return nad_fail(NAD_EINVAL, "%s: y must not share storage with x or w", fn);
+
+    int64_t ldw = g.path == PATH_DEPTHWISE || g.path == PATH_GROUPED ? 0 : row_ld(w, &g);
+    size_t used = 0, o_w = 0, o_b = 0, o_cols = 0;
+    if (g.path == PATH_DEPTHWISE) o_w = carve(&used, g.kk * g.co);
+    else if (g.path == PATH_GROUPED) o_w = carve(&used, g.kk * g.cig * g.co);
+    else if (!ldw) o_w = carve(&used, g.co * g.kcg);
+    o_b = carve(&used, g.co);
+    if (g.path == PATH_GEMM) o_cols = carve(&used, g.chunk * g.wo * g.kk * g.ci);
+    if (g.path == PATH_GROUPED) o_cols = carve(&used, g.h * g.w * g.cig * g.co);
+    float *base = nad_workspace_get(ws, used * sizeof(float));
+    if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
+    int64_t ysz[4] = {g.n, g.ho, g.wo, g.co};
+    if ((rc = nad_tensor_resize(y, 4, ysz)) || (rc = nad_check_contig(fn, "y", y))) return rc;
+    if (g.rows == 0) return 0;
+
+    const float *xd = nad_data(x), *wd = nad_data(w);
+    float *yd = nad_data(y), *bias = NULL;
+    if (b) {
+        bias = base + o_b;
+        const float *bd = nad_data(b);
+        for (int64_t c = 0; c < g.co; c++) bias[c] = bd[c * b->stride[0]];
+    }
+
+    if (g.path == PATH_DEPTHWISE) {
+        float *wt = base + o_w;
+        pack_taps(&g, w, wt);
+        #pragma omp parallel for schedule(static) if (g.rows * g.kk * g.ci > 32768)
+        for (int64_t q = 0; q < g.n * g.ho; q++) dw_forward_row(&g, xd, wt, bias, q, yd);
+        return 0;
+    }
+    if (g.path == PATH_GROUPED) {
+        float *wg = base + o_w, *xg = base + o_cols;
+        pack_grouped(&g, w, wg);
+        for (int64_t n = 0; n < g.n; n++) {
+            gather_image(&g, xd + n * g.h * g.w * g.ci, xg);
+            float *yn = yd + n * g.ho * g.wo * g.co;
+            #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * g.cig * g.co > 32768)
+            for (int64_t ho = 0; ho < g.ho; ho++) gr_forward_row(&g, xg, wg, bias, ho, yn);
+        }
+        return 0;
+    }
+    if (!ldw) {
+        pack_rows(&g, w, base + o_w);
+        wd = base + o_w;
+        ldw = g.kcg;
+    }
+    if (g.path == PATH_1X1) {
+        /* y_g[rows, Cog] = x_g[rows, Cig] w_g[Cog, Cig]^T, x read in place (lda = Ci) */
+        for (int64_t gr = 0; gr < g.g; gr++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.rows, (int)g.cog,
+                        (int)g.cig, 1.0f, xd + gr * g.cig, (int)g.ci, wd + gr * g.cog * ldw,
+                        (int)ldw, 0.0f, yd + gr * g.cog, (int)g.co);
+        if (bias) add_bias(bias, g.co, 0, g.rows, yd);
+        return 0;
+    }
+    /* y_g[R, Cog] = cols_g[R, K K Cig] w_g[Cog, K K Cig]^T per chunk of R output pixels */
+    float *cols = base + o_cols;
+    const int64_t ldc = g.g * g.kcg;
+    for (int64_t q0 = 0; q0 < g.n * g.ho; q0 += g.chunk) {
+        int64_t q1 = q0 + g.chunk < g.n * g.ho ? q0 + g.chunk : g.n * g.ho;
+        int64_t r0 = q0 * g.wo, nr = (q1 - q0) * g.wo;
+        im2col(&g, xd, q0, q1, cols);
+        for (int64_t gr = 0; gr < g.g; gr++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)g.cog,
+                        (int)g.kcg, 1.0f, cols + gr * g.kcg, (int)ldc, wd + gr * g.cog * ldw,
+                        (int)ldw, 0.0f, yd + r0 * g.co + gr * g.cog, (int)g.co);
+        if (bias) add_bias(bias, g.co, r0, r0 + nr, yd);
+    }
+    return 0;
+}
+
+/* ---- backward ----
+   y[r, o] = b[o] + sum_j cols[r, j] w[o, j] (per group), so
+   db[o] += sum_r dy[r, o];  dw[o, j] += sum_r dy[r, o] cols[r, j];
+   dcols[r, j] = sum_o dy[r, o] w[o, j], and dx = col2im(dcols) (each column entry adds back
+   into the input pixel it was read from). */
+int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
+                        const nad_tensor *w, const nad_tensor *dy, nad_tensor *dx,
+                        nad_tensor *dw, nad_tensor *db)
+{
+    const char *fn = "conv2d_backward";
+    geom g;
+    int rc = check_geom(fn, p, x, w, &g);
+    if (rc || (rc = nad_check_contig(fn, "dy", dy))) return rc;
+    if (dy->ndim != 4 || dy->size[0] != g.n || dy->size[1] != g.ho || dy->size[2] != g.wo ||
+        dy->size[3] != g.co) {
+        char b1[96];
+        return nad_fail(NAD_EINVAL, "%s: dy is %s, expected [%lld,%lld,%lld,%lld]", fn,
+                        nad_shape_str(dy, b1, sizeof b1), (long long)g.n, (long long)g.ho,
+                        (long long)g.wo, (long long)g.co);
+    }
+    if (dw && (rc = nad_check_same_shape(fn, "dw", dw, "w", w))) return rc;
+    if (db && (rc = check_vec(fn, "db", db, g.co))) return rc;
+    if (dx && (nad_tensor_same_storage(dx, x) || nad_tensor_same_storage(dx, dy) ||
+               nad_tensor_same_storage(dx, w)))
+        return nad_fail(NAD_EINVAL, "%s: dx must not share storage with x, w or dy", fn);
+
+    const int64_t nparts = omp_get_max_threads();
+    int64_t ldw = 0, lddw = 0;
+    size_t used = 0, o_w = 0, o_dw = 0, o_db = 0, o_cols = 0;
+    if (g.path == PATH_DEPTHWISE) {
+        if (dx) o_w = carve(&used, g.kk * g.co);
+        if (dw) o_dw = carve(&used, nparts * g.kk * g.co);
+        if (db) o_db = carve(&used, nparts * g.co);
+    } else if (g.path == PATH_GROUPED) {
+        const int64_t cg = g.cig * g.co;
+        if (dx) o_w = carve(&used, g.kk * cg + nparts * cg); /* wg, then one t[] per thread */
+        if (dw) o_dw = carve(&used, nparts * g.kk * cg);
+        if (dw) o_cols = carve(&used, g.h * g.w * cg);
+        if (db) o_db = carve(&used, nparts * g.co);
+    } else {
+        if (dx && !(ldw = row_ld(w, &g))) o_w = carve(&used, g.co * g.kcg);
+        if (dw && !(lddw = row_ld(dw, &g))) o_dw = carve(&used, g.co * g.kcg);
+        if (db) o_db = carve(&used, nparts * g.co);
+        if (g.path == PATH_GEMM && (dx || dw))
+            o_cols = carve(&used, g.chunk * g.wo * g.kk * g.ci);
+    }
+    float *base = nad_workspace_get(ws, (used ? used : 16) * sizeof(float));
+    if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
+    if (dx && ((rc = nad_resize_as(dx, x)) || (rc = nad_check_contig(fn, "dx", dx)))) return rc;
+    if (g.rows == 0) {
+        if (dx) memset(nad_data(dx), 0, (size_t)nad_numel(dx) * sizeof(float));
+        return 0;
+    }
+
+    const float *xd = nad_data(x), *wd = nad_data(w), *dyd = nad_data(dy);
+    float *dxd = dx ? nad_data(dx) : NULL;
+
+    if (g.path == PATH_DEPTHWISE) {
+        /* dx[hi, wi, c] = sum dy[ho, wo, c] w[c, tap]; dw[c, tap] += sum dy[ho, wo, c] x[hi, wi, c] */
+        if (dx) {
+            float *wt = base + o_w;
+            pack_taps(&g, w, wt);
+            #pragma omp parallel for schedule(static) if (g.rows * g.kk * g.ci > 32768)
+            for (int64_t pr = 0; pr < g.n * g.h; pr++) dw_dx_row(&g, dyd, wt, pr, dxd);
+        }
+        if (dw || db) {
+            float *pw = dw ? base + o_dw : NULL, *pb = db ? base + o_db : NULL;
+            const int64_t nq = g.n * g.ho;
+            #pragma omp parallel for schedule(static) if (g.rows * g.kk * g.ci > 32768)
+            for (int64_t t = 0; t < nparts; t++) {
+                float *a = pw ? pw + t * g.kk * g.co : NULL, *s = pb ? pb + t * g.co : NULL;
+                if (a) memset(a, 0, (size_t)(g.kk * g.co) * sizeof(float));
+                if (s) memset(s, 0, (size_t)g.co * sizeof(float));
+                for (int64_t q = nq * t / nparts; q < nq * (t + 1) / nparts; q++)
+                    dw_dw_row(&g, xd, dyd, q, a, s);
+            }
+            for (int64_t t = 1; t < nparts; t++) {
+                for (int64_t i = 0; pw && i < g.kk * g.co; i++) pw[i] += pw[t * g.kk * g.co + i];
+                for (int64_t i = 0; pb && i < g.co; i++) pb[i] += pb[t * g.co + i];
+            }
+            if (dw) {
+                float *o = nad_data(dw);
+                for (int64_t c = 0; c < g.co; c++)
+                    for (int64_t kh = 0; kh < g.k; kh++)
+                        for (int64_t kw = 0; kw < g.k; kw++)
+                            o[w_off(dw, c, kh, kw, 0)] += pw[(kh * g.k + kw) * g.co + c];
+            }
+            if (db) {
+                float *o = nad_data(db);
+                for (int64_t c = 0; c < g.co; c++) o[c * db->stride[0]] += pb[c];
+            }
+        }
+        return 0;
+    }
+    if (g.path == PATH_GROUPED) {
+        /* y[o] = sum_{tap, j} xg[j][o] wg[tap][j][o]: dx[gr Cig + j] = sum over o in group gr
+           and taps of dy[o] wg[tap][j][o];  dw[o, tap, j] += sum dy[o] xg[tap pixel][j][o] */
+        const int64_t cg = g.cig * g.co, img = g.h * g.w;
+        if (db) add_colsum(dyd, g.rows, g.co, nparts, base + o_db, db);
+        if (dx) {
+            float *wg = base + o_w, *tmp = wg + g.kk * cg;
+            pack_grouped(&g, w, wg);
+            for (int64_t n = 0; n < g.n; n++) {
+                const float *dyn = dyd + n * g.ho * g.wo * g.co;
+                float *dxn = dxd + n * img * g.ci;
+                #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > 32768)
+                for (int64_t hi = 0; hi < g.h; hi++)
+                    gr_dx_row(&g, dyn, wg, hi, tmp + omp_get_thread_num() * cg, dxn);
+            }
+        }
+        if (dw) {
+            float *pw = base + o_dw, *xg = base + o_cols;
+            memset(pw, 0, (size_t)(nparts * g.kk * cg) * sizeof(float));
+            for (int64_t n = 0; n < g.n; n++) {
+                gather_image(&g, xd + n * img * g.ci, xg);
+                const float *dyn = dyd + n * g.ho * g.wo * g.co;
+                #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > 32768)
+                for (int64_t t = 0; t < nparts; t++)
+                    for (int64_t ho = g.ho * t / nparts; ho < g.ho * (t + 1) / nparts; ho++)
+                        gr_dw_row(&g, xg, dyn, ho, pw + t * g.kk * cg);
+            }
+            for (int64_t t = 1; t < nparts; t++)
+                for (int64_t i = 0; i < g.kk * cg; i++) pw[i] += pw[t * g.kk * cg + i];
+            float *o = nad_data(dw);
+            for (int64_t c = 0; c < g.co; c++)
+                for (int64_t kh = 0; kh < g.k; kh++)
+                    for (int64_t kw = 0; kw < g.k; kw++)
+                        for (int64_t j = 0; j < g.cig; j++)
+                            o[w_off(dw, c, kh, kw, j)] += pw[((kh * g.k + kw) * g.cig + j) * g.co + c];
+        }
+        return 0;
+    }
+
+    if (db) add_colsum(dyd, g.rows, g.co, nparts, base + o_db, db);
+    float *dwp = NULL;
+    bool dw_packed = dw && !lddw;
+    if (dw) {
+        if (!dw_packed) {
+            dwp = nad_data(dw);
+        } else {
+            /* dw is a view that is not [Co][K K Cig] rows: accumulate here, add at the end */
+            dwp = base + o_dw;
+            lddw = g.kcg;
+            memset(dwp, 0, (size_t)(g.co * g.kcg) * sizeof(float));
+        }
+    }
+    if (dx && !ldw) {
+        pack_rows(&g, w, base + o_w);
+        wd = base + o_w;
+        ldw = g.kcg;
+    }
+    if (g.path == PATH_1X1) {
+        /* dx_g[rows, Cig] = dy_g[rows, Cog] w_g[Cog, Cig];  dw_g += dy_g^T x_g */
+        for (int64_t gr = 0; gr < g.g; gr++) {
+            if (dw)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.cog, (int)g.cig,
+                            (int)g.rows, 1.0f, dyd + gr * g.cog, (int)g.co, xd + gr * g.cig,
+                            (int)g.ci, 1.0f, dwp + gr * g.cog * lddw, (int)lddw);
+            if (dx)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.rows, (int)g.cig,
+                            (int)g.cog, 1.0f, dyd + gr * g.cog, (int)g.co, wd + gr * g.cog * ldw,
+                            (int)ldw, 0.0f, dxd + gr * g.cig, (int)g.ci);
+        }
+    } else if (dx || dw) {
+        float *cols = base + o_cols;
+        const int64_t ldc = g.g * g.kcg, nq = g.n * g.ho;
+        if (dx) {
+            int64_t n = nad_numel(dx);
+            #pragma omp parallel for schedule(static) if (n > 65536)
+            for (int64_t i = 0; i < n; i++) dxd[i] = 0;
+        }
+        for (int64_t q0 = 0; q0 < nq; q0 += g.chunk) {
+            int64_t q1 = q0 + g.chunk < nq ? q0 + g.chunk : nq;
+            int64_t r0 = q0 * g.wo, nr = (q1 - q0) * g.wo;
+            const float *dyc = dyd + r0 * g.co;
+            if (dw) {
+                im2col(&g, xd, q0, q1, cols);
+                for (int64_t gr = 0; gr < g.g; gr++)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.cog, (int)g.kcg,
+                                (int)nr, 1.0f, dyc + gr * g.cog, (int)g.co, cols + gr * g.kcg,
+                                (int)ldc, 1.0f, dwp + gr * g.cog * lddw, (int)lddw);
+            }
+            if (dx) {
+                for (int64_t gr = 0; gr < g.g; gr++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)g.kcg,
+                                (int)g.cog, 1.0f, dyc + gr * g.cog, (int)g.co,
+                                wd + gr * g.cog * ldw, (int)ldw, 0.0f, cols + gr * g.kcg,
+                                (int)ldc);
+                col2im_add(&g, cols, q0, q1, dxd);
+            }
+        }
+    }
+    if (dw_packed) add_rows(&g, dwp, dw);
+    return 0;
+}
