@@ -70,8 +70,9 @@ nad_tensor *nad_tensor_diagonal(const nad_tensor *t, int32_t d1, int32_t d2);
 /* A view of a contiguous t with other sizes and the same number of elements. */
 nad_tensor *nad_tensor_reshape(const nad_tensor *t, int32_t ndim, const int64_t *sizes);
 /* Gives t the sizes given, contiguous. A no-op when t already has them; otherwise t must be
-   contiguous at offset 0 of its storage. The storage grows (contents zeroed) only when too
-   small, which fails with NAD_ESTATE when other views share it. Buffers are thus reused. */
+   contiguous at offset 0 of its storage (else NAD_ESTATE). The storage grows only when too
+   small; it grows in place (new memory, zeroed), so other views of it stay valid but see the
+   new contents, as in Torch. Buffers are thus reused. */
 int nad_tensor_resize(nad_tensor *t, int32_t ndim, const int64_t *sizes);
 
 int32_t nad_tensor_ndim(const nad_tensor *t);

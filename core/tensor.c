@@ -213,14 +213,13 @@ int nad_tensor_resize(nad_tensor *t, int32_t ndim, const int64_t *sizes)
     set_contiguous(&tmp, ndim, sizes);
     int64_t need = nad_numel(&tmp);
     if (need > t->storage->capacity) {
-        if (atomic_load(&t->storage->refcount) > 1)
-            return nad_fail(NAD_ESTATE, "tensor_resize: growing to %lld elements would detach "
-                                        "the other views of this storage",
-                            (long long)need);
-        nad_storage *s = storage_new(need);
-        if (!s) return nad_fail(NAD_ENOMEM, "tensor_resize: out of memory");
-        storage_release(t->storage);
-        t->storage = s;
+        /* grow the storage in place: other views of it (kept by callers between uses) see
+           the new, zeroed memory rather than freed memory */
+        float *data = nad_alloc_zeroed((size_t)need * sizeof(float));
+        if (!data) return nad_fail(NAD_ENOMEM, "tensor_resize: out of memory");
+        nad_free_aligned(t->storage->data);
+        t->storage->data = data;
+        t->storage->capacity = need;
     }
     set_contiguous(t, ndim, sizes);
     return 0;

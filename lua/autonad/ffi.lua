@@ -43,6 +43,11 @@ local function cdef_from_header(path)
 end
 
 cdef_from_header(header)
+-- Pin the library (RTLD_NODELETE): LuaJIT unloads it when the Lua state closes, while the
+-- OpenMP and OpenBLAS worker threads it started may still be running its code.
+ffi.cdef 'void *dlopen(const char *path, int flags);'
+local RTLD_NOW, RTLD_NODELETE = 0x2, 0x1000
+ffi.C.dlopen(lib, RTLD_NOW + RTLD_NODELETE)
 M.C = ffi.load(lib)
 M.header_path, M.library_path = header, lib
 

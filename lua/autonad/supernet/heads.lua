@@ -51,7 +51,7 @@ function Cls:init(P, space, widths_max, k)
     for s = 1, #widths_max do
         self.fc[s] = layers.Linear.new(P, 'cls.fc' .. s, widths_max[s], k, { bias = false })
     end
-    self.bias = P:add('cls.bias', { k }, require('autonad.supernet.params').init.zeros)
+    self.bias = P:add('cls.bias', { k }, require('autonad.supernet.params').fill.zeros)
     self.pool, self.dpool, self.df = {}, {}, {}
     for s = 1, #widths_max do self.pool[s], self.dpool[s], self.df[s] = tensor.new(), tensor.new(), tensor.new() end
     self.logits = tensor.new()

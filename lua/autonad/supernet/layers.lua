@@ -10,7 +10,7 @@ local core = require 'autonad.ffi'
 local Params = require 'autonad.supernet.params'
 local workspace = require('autonad.workspace').default
 local C, check = core.C, core.check
-local init = Params.init
+local init = Params.fill
 
 local M = {}
 

@@ -94,8 +94,8 @@ M.conv = Conv
 function Conv:init(P, prefix, shared, c_max)
     self.shared = shared
     local h_max = c_max / HEAD_DIM
-    self.FW = P:add(prefix .. 'fc.weight', { 9, 3 * h_max }, Params.init.conv(1))
-    self.FB = P:add(prefix .. 'fc.bias', { 9 }, Params.init.zeros)
+    self.FW = P:add(prefix .. 'fc.weight', { 9, 3 * h_max }, Params.fill.conv(1))
+    self.FB = P:add(prefix .. 'fc.bias', { 9 }, Params.fill.zeros)
     self.dep = layers.Conv.new(P, prefix .. 'dep', 9 * HEAD_DIM, c_max,
         { k = 3, pad = 1, groups = HEAD_DIM })
     self.norm = layers.LayerNorm.new(P, prefix .. 'conv_norm', c_max, 1e-6)

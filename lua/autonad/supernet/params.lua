@@ -93,14 +93,15 @@ end
 
 -- initialisers (the reference code's: linear N(0, .02), conv N(0, sqrt(2 / fan_out)),
 -- norms weight 1 bias 0)
-Params.init = {}
-function Params.init.normal(std) return function(t, rng) rng:normal_(t, 0, std) end end
-function Params.init.zeros(t) t:zero() end
-function Params.init.ones(t) t:fill(1) end
---- conv weight [Co, K, K, Ci/groups]: fan_out = K*K*Co/groups
-function Params.init.conv(groups)
+Params.fill = {}
+function Params.fill.normal(std) return function(t, rng) rng:normal_(t, 0, std) end end
+function Params.fill.zeros(t) t:zero() end
+function Params.fill.ones(t) t:fill(1) end
+--- conv weight [Co, K, K, Ci/groups] (or [Co, Ci] for a 1x1): fan_out = K*K*Co/groups
+function Params.fill.conv(groups)
     return function(t, rng)
-        local fan_out = t:size(2) * t:size(3) * t:size(1) / (groups or 1)
+        local fan_out = t:size(1) / (groups or 1)
+        for d = 2, t:dim() - 1 do fan_out = fan_out * t:size(d) end
         rng:normal_(t, 0, math.sqrt(2 / fan_out))
     end
 end
