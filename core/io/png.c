@@ -97,6 +97,13 @@ int nad_png_decode(const char *fn, const char *name, const uint8_t *data, size_t
                    int32_t header_only, nad_raw_image *raw)
 {
     memset(raw, 0, sizeof *raw);
+    /* IHDR is the first chunk: refuse an absurd size before libpng reads any further */
+    if (size >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
+        int64_t w = (int64_t)data[16] << 24 | data[17] << 16 | data[18] << 8 | data[19];
+        int64_t h = (int64_t)data[20] << 24 | data[21] << 16 | data[22] << 8 | data[23];
+        if (w > NAD_IMAGE_MAX_SIDE || h > NAD_IMAGE_MAX_SIDE)
+            return nad_image_size_fail(fn, name, "PNG", w, h);
+    }
     png_ctx c = {.data = data, .size = size, .raw = raw};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &c, on_error, on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
