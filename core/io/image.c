@@ -1,8 +1,10 @@
 /* image.c: the public image and mask API: reads a file into memory once, sniffs the format
    from its magic bytes, decodes with png.c / jpeg.c / bmp.c, and converts the raw samples to
    float tensors. Used by the data loaders and by lua/autonad/image.lua. */
+#define _POSIX_C_SOURCE 200809L /* fileno, fstat */
 #include "io.h"
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,13 +61,18 @@ static int read_file(const char *fn, const char *path, uint8_t **data, size_t *s
     if (!path) return nad_fail(NAD_EINVAL, "%s: path is NULL", fn);
     FILE *f = fopen(path, "rb");
     if (!f) return nad_fail(NAD_EIO, "%s: %s: cannot open (%s)", fn, path, strerror(errno));
-    int64_t n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
         int e = errno;
         fclose(f);
         return nad_fail(NAD_EIO, "%s: %s: cannot read (%s)", fn, path, strerror(e));
     }
+    if (!S_ISREG(st.st_mode)) {
+        fclose(f);
+        return nad_fail(NAD_EIO, "%s: %s: %s", fn, path,
+                        S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
+    }
+    int64_t n = (int64_t)st.st_size;
     if (n > MAX_FILE_BYTES) {
         fclose(f);
         return nad_fail(NAD_EFORMAT, "%s: %s: file of %lld bytes is larger than 1 GiB", fn, path,

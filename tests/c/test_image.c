@@ -511,6 +511,7 @@ Test(image, missing_empty_and_unknown_files)
 {
     const char *p = path_of("missing.png");
     expect_fail(p, NAD_EIO, "cannot open (No such file or directory)");
+    expect_fail(dir, NAD_EIO, "is a directory");
     const char *e = path_of("empty.png");
     spill(e, (const uint8_t *)"", 0);
     expect_fail(e, NAD_EFORMAT, "empty file");
