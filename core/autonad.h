@@ -288,19 +288,31 @@ int nad_adam_step(const nad_adam_params *p, const nad_tensor *grad, nad_tensor *
    with NAD_EIO or NAD_EFORMAT and a message naming the path and the reason; img is then
    untouched. */
 
-/* img is resized to [H,W,channels] with values in [0,1]; channels 1 converts to grey
-   (ITU-R 601 luma), 3 to RGB (grey replicated); alpha is dropped. */
+/* img is resized to [H,W,channels] with values in [0,1] (sample / (2^bits - 1); palettes
+   through their colours); channels 1 converts to grey (ITU-R 601 luma), 3 to RGB (grey
+   replicated); alpha and gamma are ignored. Images larger than 16384 per side are refused. */
 int nad_image_load(const char *path, int32_t channels, nad_tensor *img);
-/* Size of the image without decoding its pixels: height, width, channels in the file. */
+/* Size of the image without decoding its pixels: height, width, channels in the file
+   (1 grey, 2 grey+alpha, 3 colour, 4 colour+alpha; a palette counts 1 when all its colours
+   are grey, else 3). */
 int nad_image_info(const char *path, int32_t *height, int32_t *width, int32_t *channels);
 /* A label mask from a grey (or palette, by index) image into mask [H,W] of class indices
    stored as floats. threshold < 0: the pixel values are the class indices (VOC style,
    255 = ignore). threshold >= 0: binary mask, value where pixel >= threshold else 0
-   (Magnetic-Tile's anti-aliased 0/255 masks: threshold 128, value = the class). */
+   (Magnetic-Tile's anti-aliased 0/255 masks: threshold 128, value = the class).
+   Values are as stored: 16-bit files give 0..65535 as indices, and threshold compares the
+   pixel scaled to 0..255. A colour file is read as grey: in index mode it must have
+   r == g == b everywhere (else NAD_EFORMAT naming the pixel); threshold mode uses its luma. */
 int nad_mask_load(const char *path, int32_t threshold, int32_t value, nad_tensor *mask);
 /* Writes img [H,W,1|3] (values clamped to [0,1]) or a class mask [H,W] (values 0..255) as an
    8-bit PNG. */
 int nad_png_save(const char *path, const nad_tensor *img);
+/* nad_image_load and nad_mask_load on an encoded file in memory, data[0..size); name
+   stands in for the path in messages (e.g. an archive member). For loaders and fuzzers. */
+int nad_image_decode(const char *name, const uint8_t *data, size_t size, int32_t channels,
+                     nad_tensor *img);
+int nad_mask_decode(const char *name, const uint8_t *data, size_t size, int32_t threshold,
+                    int32_t value, nad_tensor *mask);
 
 /* ---- data: joint image/mask augmentation (core/data/augment.c) ---- */
 
