@@ -31,7 +31,12 @@ function M.shared_root(root)
         root = here .. '/../../..'
     end
     for _, p in ipairs({ '/../shared/data', '/shared/data', '/../../shared/data' }) do
-        if fs.is_dir(root .. p) then return root .. p end
+        if fs.is_dir(root .. p) then
+            local h = io.popen('cd ' .. fs.quote(root .. p) .. ' && pwd -P')
+            local abs = h:read('*l')
+            h:close()
+            return abs or root .. p
+        end
     end
     return nil
 end
