@@ -109,7 +109,8 @@ static void write_image(const float *src, int64_t h, int64_t w, int64_t c, float
     }
 }
 
-/* dst[oh,ow] = nearest(src[h,w]) (PyTorch's mode='nearest': src index floor(dst * in/out)). */
+/* dst[oh,ow] = nearest(src[h,w]) at the pixel centres the bilinear image uses: source index
+   floor((i + 0.5) in / out), so image and mask stay aligned. */
 static void write_mask(const float *src, int64_t h, int64_t w, float *dst, int64_t oh, int64_t ow)
 {
     if (h == oh && w == ow) {
@@ -117,10 +118,10 @@ static void write_mask(const float *src, int64_t h, int64_t w, float *dst, int64
         return;
     }
     for (int64_t y = 0; y < oh; y++) {
-        int64_t sy = (int64_t)floor((double)y * (double)h / (double)oh);
+        int64_t sy = (int64_t)floor(((double)y + 0.5) * (double)h / (double)oh);
         if (sy > h - 1) sy = h - 1;
         for (int64_t x = 0; x < ow; x++) {
-            int64_t sx = (int64_t)floor((double)x * (double)w / (double)ow);
+            int64_t sx = (int64_t)floor(((double)x + 0.5) * (double)w / (double)ow);
             if (sx > w - 1) sx = w - 1;
             dst[y * ow + x] = src[sy * w + sx];
         }
@@ -238,7 +239,7 @@ static void free_parts(nad_loader *l)
         }
     free(l->slots);
     if (l->workers)
-        for (int32_t i = 0; i < l->n_workers; i++) {
+        for (int32_t i = 0; i < l->p.num_threads; i++) {
             nad_tensor_free(l->workers[i].img);
             nad_tensor_free(l->workers[i].mask);
         }
@@ -333,7 +334,6 @@ void nad_loader_free(nad_loader *l)
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->work_cv);
     pthread_cond_destroy(&l->ready_cv);
-    l->n_workers = 0;
     free_parts(l);
 }
 
