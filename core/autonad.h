@@ -314,9 +314,147 @@ int nad_image_decode(const char *name, const uint8_t *data, size_t size, int32_t
 int nad_mask_decode(const char *name, const uint8_t *data, size_t size, int32_t threshold,
                     int32_t value, nad_tensor *mask);
 
-/* ---- data: joint image/mask augmentation (core/data/augment.c) ---- */
+/* ---- data: joint image/mask augmentation (core/data/augment.c) ----
+   An image img[H,W,C] (contiguous, values in [0,1] before normalisation) and its mask[H,W]
+   (contiguous, class indices stored as floats; NULL for classification: mask_out is then
+   ignored) go through the same geometric transform: the image is interpolated bilinearly,
+   the mask by nearest neighbour (its values stay integer class indices); pixels a transform
+   brings in from outside the source get the fill value in the image and NAD_MASK_IGNORE in
+   the mask. Outputs are resized and overwritten; for the geometric operations they must not
+   share storage with the inputs. Random choices come from rng only, so a seed fixes them. */
+enum { NAD_MASK_IGNORE = 255 };
+enum { NAD_FLIP_HORIZONTAL = 0, NAD_FLIP_VERTICAL = 1 }; /* mirror columns / mirror rows */
+enum { NAD_AUGMENT_MAX_CHANNELS = 4 };
 
-/* ---- data: generated defect images (core/data/synth.c) ---- */
+int nad_augment_flip(int32_t axis, const nad_tensor *img, const nad_tensor *mask,
+                     nad_tensor *img_out, nad_tensor *mask_out);
+/* Rotation by k * 90 degrees counter-clockwise (k taken mod 4; negative k turns clockwise):
+   out[W-1-j, i] = in[i, j] for k = 1; odd k gives [W,H,C] / [W,H]. */
+int nad_augment_rot90(int32_t k, const nad_tensor *img, const nad_tensor *mask,
+                      nad_tensor *img_out, nad_tensor *mask_out);
+/* Resize to [out_h, out_w]: bilinear image (PyTorch's align_corners=False), nearest mask at
+   the same pixel centres (source index floor((i + 0.5) H / out_h)). */
+int nad_augment_resize(int32_t out_h, int32_t out_w, const nad_tensor *img,
+                       const nad_tensor *mask, nad_tensor *img_out, nad_tensor *mask_out);
+/* The window of rows [top, top + out_h) and columns [left, left + out_w): a crop, or a pad
+   where the window leaves the image (top or left negative, or beyond the far edge); padded
+   pixels get pad_value in the image and NAD_MASK_IGNORE in the mask. */
+int nad_augment_crop(int32_t top, int32_t left, int32_t out_h, int32_t out_w, float pad_value,
+                     const nad_tensor *img, const nad_tensor *mask, nad_tensor *img_out,
+                     nad_tensor *mask_out);
+/* nad_augment_crop at a uniform random window position: along a dim larger than the window
+   the window starts uniformly in [0, size - out]; along a smaller one the image is placed
+   at a uniform offset inside the padded window. */
+int nad_augment_random_crop(nad_rng *rng, int32_t out_h, int32_t out_w, float pad_value,
+                            const nad_tensor *img, const nad_tensor *mask, nad_tensor *img_out,
+                            nad_tensor *mask_out);
+
+/* Affine map about the image centre c (pixel-centre coordinates, x right, y down): a source
+   point p lands at c + t + R(rotate) Sh(shear_x, shear_y) scale (p - c), where
+   Sh = [[1, tan shear_x], [tan shear_y, 1]] and t = (translate_x W, translate_y H). The
+   output keeps the input's size; each output pixel samples the source at the inverse map. */
+typedef struct nad_affine_params {
+    float scale;       /* 1: no zoom; > 1 enlarges */
+    float translate_x; /* fraction of the width, positive moves right */
+    float translate_y; /* fraction of the height, positive moves down */
+    float shear_x_deg;
+    float shear_y_deg;
+    float rotate_deg; /* positive turns clockwise on screen (y points down) */
+    float fill;       /* image value outside the source */
+} nad_affine_params;
+int nad_augment_affine(const nad_affine_params *p, const nad_tensor *img, const nad_tensor *mask,
+                       nad_tensor *img_out, nad_tensor *mask_out);
+
+/* Photometric operations, on the image only (no mask), results clamped to [0, 1]. y may be
+   x (in place); otherwise y is resized to x's shape. x is [H,W,C]. */
+/* y = mean_c + alpha (x - mean_c), mean_c the mean of channel c over the image. */
+int nad_augment_contrast(float alpha, const nad_tensor *x, nad_tensor *y);
+/* y = x + delta */
+int nad_augment_brightness(float delta, const nad_tensor *x, nad_tensor *y);
+/* Separable Gaussian blur with standard deviation sigma (> 0), radius ceil(3 sigma) capped
+   at 31, borders replicated. Scratch from ws. */
+int nad_augment_blur(nad_workspace *ws, float sigma, const nad_tensor *x, nad_tensor *y);
+/* Unsharp mask: y = x + amount (x - box3(x)), box3 the 3x3 mean with replicated borders. */
+int nad_augment_sharpen(nad_workspace *ws, float amount, const nad_tensor *x, nad_tensor *y);
+/* y = x + N(0, std^2) per element (one rng draw per element). */
+int nad_augment_noise(nad_rng *rng, float std, const nad_tensor *x, nad_tensor *y);
+/* Each pixel (all its channels) set to 0 with probability rate (one draw per pixel). */
+int nad_augment_dropout(nad_rng *rng, float rate, const nad_tensor *x, nad_tensor *y);
+/* y[..., c] = (x[..., c] - mean[c]) / std[c] for the C channels of x [H,W,C] (no clamp). */
+int nad_augment_normalize(const float *mean, const float *std, const nad_tensor *x,
+                          nad_tensor *y);
+
+/* The per-sample pipeline the loader runs, in this order (each random step happens with
+   its probability p_*, its values drawn uniformly in [lo, hi]):
+   resize (resize_h, resize_w > 0) -> random crop / pad (crop_h, crop_w > 0) -> horizontal
+   flip -> vertical flip -> rotation by 90, 180 or 270 (one of the three uniformly; on a
+   non-square image 180 only, so the output size is fixed) -> affine (scale, translate_x and
+   translate_y in [-translate, translate], shear_x in [-shear_deg, shear_deg], rotate in
+   [-rotate_deg, rotate_deg]) -> contrast -> brightness -> blur -> sharpen -> noise ->
+   dropout -> normalize (if normalize != 0, with mean[c], std[c] for c < C <= 4).
+   The AutoNAD supernet: p_hflip = p_vflip = 0.5, p_rot90 = 0.75 (0, 90, 180, 270 equally
+   likely). Fine-tuning adds affine scale 0.8-1.2, translate 0.1, shear 8 and photometric
+   blur, sharpen, dropout and contrast. A zeroed struct is the identity. The same rng state
+   gives the same sample. Scratch from ws; img_out / mask_out may be img / mask. */
+typedef struct nad_augment_params {
+    int32_t resize_h, resize_w;
+    int32_t crop_h, crop_w;
+    float pad_value; /* image value of padded pixels (random crop) */
+    float p_hflip, p_vflip, p_rot90;
+    float p_affine;
+    float scale_lo, scale_hi; /* both 0: scale 1 */
+    float translate;          /* fraction of the size */
+    float shear_deg;
+    float rotate_deg;
+    float fill; /* image value outside the source in the affine step */
+    float p_contrast, contrast_lo, contrast_hi;
+    float p_brightness, brightness_lo, brightness_hi;
+    float p_blur, blur_sigma_lo, blur_sigma_hi;
+    float p_sharpen, sharpen_lo, sharpen_hi;
+    float p_noise, noise_std_lo, noise_std_hi;
+    float p_dropout, dropout_lo, dropout_hi;
+    int32_t normalize;
+    float mean[4];
+    float std[4];
+} nad_augment_params;
+int nad_augment_apply(nad_workspace *ws, nad_rng *rng, const nad_augment_params *p,
+                      const nad_tensor *img, const nad_tensor *mask, nad_tensor *img_out,
+                      nad_tensor *mask_out);
+
+/* ---- data: generated defect images (core/data/synth.c) ----
+   Synthetic grey surfaces with drawn defects, for the embedded default data set and tests.
+   Surfaces: steel (directional streaks along a random axis, grain, pixel noise) or tile
+   (isotropic grain, mottling, low-frequency shading). Defect classes (fixed ids):
+     1 scratch    thin (1-2.5 px) long curved line, brighter or darker
+     2 pit        2-10 small dark irregular blobs (radius 1.5-5 px)
+     3 crack      branching jagged dark thin line
+     4 patch      one or two large irregular regions of low contrast (+-0.04..0.12)
+     5 inclusion  3-10 elongated dark or bright specks along the surface's axis
+   Contrast, size, count, texture strength and noise (std 0.015-0.05) vary per sample.
+   Sample i is a function of (seed, i) only. Its class is the i-th (cyclically) of the
+   classes selected by class_mask (bit k selects class k; bit 0 selects defect-free samples;
+   0 selects classes 1..5), so any n consecutive samples are balanced. Labels and mask values
+   are the class's rank among the selected defect classes (1..m, in id order); background and
+   defect-free samples are 0. With all of 1..5 selected the rank is the id. */
+enum {
+    NAD_SYNTH_NONE = 0,
+    NAD_SYNTH_SCRATCH = 1,
+    NAD_SYNTH_PIT = 2,
+    NAD_SYNTH_CRACK = 3,
+    NAD_SYNTH_PATCH = 4,
+    NAD_SYNTH_INCLUSION = 5,
+    NAD_SYNTH_NUM_CLASSES = 6
+};
+enum { NAD_SYNTH_STEEL = 0, NAD_SYNTH_TILE = 1, NAD_SYNTH_MIXED = 2 };
+typedef struct nad_synth_params {
+    int32_t height, width; /* >= 8 each */
+    int32_t surface;       /* NAD_SYNTH_STEEL, _TILE, or _MIXED (drawn per sample) */
+    uint32_t class_mask;
+} nad_synth_params;
+/* Sample index (>= 0) of the set `seed`: img resized to [H,W,1] in [0,1], mask (may be NULL)
+   to [H,W]; *label gets the image label. ws holds H*W floats of scratch. */
+int nad_synth_sample(nad_workspace *ws, const nad_synth_params *p, uint64_t seed, int64_t index,
+                     nad_tensor *img, nad_tensor *mask, int32_t *label);
 
 /* ---- data: the batch loader on background threads (core/data/loader.c) ----
    Worker threads decode (and augment) samples into a ring of `prefetch` preallocated batches
