@@ -468,27 +468,34 @@ typedef struct nad_loader nad_loader;
 
 typedef struct nad_loader_params {
     int32_t batch_size;
-    int32_t height;       /* output size: images are resized (bilinear, align_corners=False) */
-    int32_t width;        /* and masks (nearest) when they differ from it after augmentation */
+    int32_t height;       /* output size: after augmentation, images are resized (bilinear, */
+    int32_t width;        /* align_corners=False) and masks (nearest) when they differ */
     int32_t channels;     /* 1: grey, 3: RGB */
     int32_t segmentation; /* 1: targets are masks [B,H,W]; 0: labels [B] */
     int32_t num_threads;  /* worker threads, >= 1 */
     int32_t prefetch;     /* batches prepared ahead, >= 1 */
     int32_t drop_last;    /* 1: a last batch shorter than batch_size is skipped */
-    uint64_t seed;
-    float mean;           /* images are delivered as (x - mean) / std, x in [0,1] */
-    float std;
+    uint64_t seed;        /* the per-sample streams (augmentation) derive from it */
+    /* nad_augment_apply's pipeline, run on every sample with its own stream; NULL: none.
+       Copied by nad_loader_new (normalisation, if wanted, is its normalize step). */
+    const nad_augment_params *augment;
+    /* Generated samples (image == NULL) come from nad_synth_sample(synth, synth_seed,
+       synth_index); NULL when every sample is a file. Copied. */
+    const nad_synth_params *synth;
+    uint64_t synth_seed;
 } nad_loader_params;
 
-/* One sample. image: its path. mask: a path read with nad_mask_load(mask_threshold,
-   mask_value), or NULL for an all-background mask (a defect-free image). label: the class
-   index (the target of a classification loader). The strings are copied. */
+/* One sample. image: its path, or NULL for a generated one (synth_index). mask: a path read
+   with nad_mask_load(mask_threshold, mask_value), or NULL for an all-background mask (a
+   defect-free image; a generated sample brings its own). label: the class index (the target
+   of a classification loader; a generated sample brings its own). The strings are copied. */
 typedef struct nad_loader_sample {
     const char *image;
     const char *mask;
     int32_t mask_threshold;
     int32_t mask_value;
     int32_t label;
+    int64_t synth_index;
 } nad_loader_sample;
 
 /* A loader over n samples; its threads wait until nad_loader_start. NULL on failure. */

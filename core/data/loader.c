@@ -26,16 +26,21 @@ typedef struct slot {
 typedef struct worker {
     struct nad_loader *l;
     pthread_t thread;
-    nad_tensor *img, *mask; /* decoded sample, reused */
+    nad_tensor *img, *mask;   /* decoded sample, reused */
+    nad_tensor *aimg, *amask; /* augmented sample */
+    nad_workspace *ws;
 } worker;
 
 typedef struct sample {
-    char *image, *mask;
+    char *image, *mask; /* image NULL: generated */
     int32_t mask_threshold, mask_value, label;
+    int64_t synth_index;
 } sample;
 
 struct nad_loader {
     nad_loader_params p;
+    nad_augment_params augment; /* valid when p.augment != NULL (then it points here) */
+    nad_synth_params synth;     /* likewise p.synth */
     int32_t n_samples;
     sample *samples;
     int32_t n_workers;
@@ -78,13 +83,13 @@ static void sample_rng(nad_rng *r, uint64_t seed, int64_t epoch, int64_t p)
     nad_rng_init(r, mix64(mix64(mix64(seed) ^ (uint64_t)epoch) ^ (uint64_t)p));
 }
 
-/* dst[oh,ow,c] = bilinear(src[h,w,c]) with PyTorch's align_corners=False rule, then
-   (x - mean) / std; a plain copy when the sizes match. */
+/* dst[oh,ow,c] = bilinear(src[h,w,c]) with PyTorch's align_corners=False rule; a plain copy
+   when the sizes match. */
 static void write_image(const float *src, int64_t h, int64_t w, int64_t c, float *dst,
-                        int64_t oh, int64_t ow, float mean, float inv_std)
+                        int64_t oh, int64_t ow)
 {
     if (h == oh && w == ow) {
-        for (int64_t i = 0; i < h * w * c; i++) dst[i] = (src[i] - mean) * inv_std;
+        memcpy(dst, src, (size_t)(h * w * c) * sizeof(float));
         return;
     }
     float sy = (float)h / (float)oh, sx = (float)w / (float)ow;
@@ -103,7 +108,7 @@ static void write_image(const float *src, int64_t h, int64_t w, int64_t c, float
             float *o = dst + (y * ow + x) * c;
             for (int64_t k = 0; k < c; k++) {
                 float top = a[k] + (b[k] - a[k]) * lx, bot = d[k] + (e[k] - d[k]) * lx;
-                o[k] = (top + (bot - top) * ly - mean) * inv_std;
+                o[k] = top + (bot - top) * ly;
             }
         }
     }
@@ -128,16 +133,36 @@ static void write_mask(const float *src, int64_t h, int64_t w, float *dst, int64
     }
 }
 
-/* Decodes (and augments) one sample into position j of slot s. The error, if any, stays in
-   this thread's nad_last_error(). */
+/* A generated sample into wk->img [H,W,channels] and wk->mask [H,W]; its label in *label. */
+static int generate(worker *wk, const sample *smp, int32_t *label)
+{
+    const nad_loader *l = wk->l;
+    nad_tensor *grey = l->p.channels == 1 ? wk->img : wk->aimg;
+    int rc = nad_synth_sample(wk->ws, &l->synth, l->p.synth_seed, smp->synth_index, grey,
+                              wk->mask, label);
+    if (rc || l->p.channels == 1) return rc;
+    int64_t h = grey->size[0], w = grey->size[1], sz[3] = {h, w, 3};
+    if ((rc = nad_tensor_resize(wk->img, 3, sz))) return rc;
+    const float *g = nad_data(grey);
+    float *o = nad_data(wk->img);
+    for (int64_t i = 0; i < h * w; i++) o[3 * i] = o[3 * i + 1] = o[3 * i + 2] = g[i];
+    return 0;
+}
+
+/* Decodes or generates one sample, augments it and writes it at position j of slot s. The
+   error, if any, stays in this thread's nad_last_error(). */
 static int process(worker *wk, const sample *smp, nad_rng *rng, slot *s, int32_t j)
 {
-    const nad_loader_params *p = &wk->l->p;
-    int rc = nad_image_load(smp->image, p->channels, wk->img);
-    if (rc) return rc;
-    int64_t h = wk->img->size[0], w = wk->img->size[1];
-    if (p->segmentation) {
-        if (smp->mask) {
+    const nad_loader *l = wk->l;
+    const nad_loader_params *p = &l->p;
+    int32_t label = smp->label;
+    int rc;
+    if (!smp->image) {
+        if ((rc = generate(wk, smp, &label))) return rc;
+    } else {
+        if ((rc = nad_image_load(smp->image, p->channels, wk->img))) return rc;
+        int64_t h = wk->img->size[0], w = wk->img->size[1];
+        if (p->segmentation && smp->mask) {
             rc = nad_mask_load(smp->mask, smp->mask_threshold, smp->mask_value, wk->mask);
             if (rc) return rc;
             if (wk->mask->size[0] != h || wk->mask->size[1] != w)
@@ -145,24 +170,28 @@ static int process(worker *wk, const sample *smp, nad_rng *rng, slot *s, int32_t
                                 smp->mask, (long long)wk->mask->size[0],
                                 (long long)wk->mask->size[1], smp->image, (long long)h,
                                 (long long)w);
-        } else {
+        } else if (p->segmentation) {
             int64_t sz[2] = {h, w};
-            rc = nad_tensor_resize(wk->mask, 2, sz);
-            if (rc) return rc;
+            if ((rc = nad_tensor_resize(wk->mask, 2, sz))) return rc;
             memset(nad_data(wk->mask), 0, (size_t)(h * w) * sizeof(float));
         }
     }
-    (void)rng; /* the augmentation hook draws from it (seeded per sample) */
-    h = wk->img->size[0];
-    w = wk->img->size[1];
+    nad_tensor *img = wk->img, *mask = p->segmentation ? wk->mask : NULL;
+    if (p->augment) {
+        rc = nad_augment_apply(wk->ws, rng, &l->augment, img, mask, wk->aimg,
+                               mask ? wk->amask : NULL);
+        if (rc) return rc;
+        img = wk->aimg;
+        mask = mask ? wk->amask : NULL;
+    }
     int64_t oh = p->height, ow = p->width, c = p->channels;
-    write_image(nad_data(wk->img), h, w, c, nad_data(s->images) + j * oh * ow * c, oh, ow,
-                p->mean, 1.0f / p->std);
+    write_image(nad_data(img), img->size[0], img->size[1], c,
+                nad_data(s->images) + j * oh * ow * c, oh, ow);
     if (p->segmentation)
-        write_mask(nad_data(wk->mask), wk->mask->size[0], wk->mask->size[1],
+        write_mask(nad_data(mask), mask->size[0], mask->size[1],
                    nad_data(s->targets) + j * oh * ow, oh, ow);
     else
-        nad_data(s->targets)[j] = (float)smp->label;
+        nad_data(s->targets)[j] = (float)label;
     return 0;
 }
 
@@ -216,6 +245,53 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* The augmentation parameters checked once, up front, by a dry run on a small image, so a
+   bad value fails nad_loader_new rather than every batch. */
+static int validate_augment(const nad_loader_params *p)
+{
+    int64_t isz[3] = {8, 8, p->channels}, msz[2] = {8, 8}, zero = 0;
+    nad_tensor *img = nad_tensor_new(3, isz), *mask = nad_tensor_new(2, msz);
+    nad_tensor *io = nad_tensor_new(1, &zero), *mo = nad_tensor_new(1, &zero);
+    nad_workspace *ws = nad_workspace_new(0);
+    nad_rng rng;
+    nad_rng_init(&rng, 0);
+    int rc = img && mask && io && mo && ws
+                 ? nad_augment_apply(ws, &rng, p->augment, img, p->segmentation ? mask : NULL,
+                                     io, p->segmentation ? mo : NULL)
+                 : nad_fail(NAD_ENOMEM, "loader_new: out of memory");
+    if (rc) {
+        char msg[ERR_LEN];
+        snprintf(msg, sizeof msg, "%s", nad_last_error());
+        nad_fail(rc, "loader_new: augment: %s", msg);
+    }
+    nad_tensor_free(img);
+    nad_tensor_free(mask);
+    nad_tensor_free(io);
+    nad_tensor_free(mo);
+    nad_workspace_free(ws);
+    return rc;
+}
+
+/* Likewise the generator's parameters, by generating sample 0. */
+static int validate_synth(const nad_loader_params *p)
+{
+    int64_t zero = 0;
+    nad_tensor *img = nad_tensor_new(1, &zero), *mask = nad_tensor_new(1, &zero);
+    nad_workspace *ws = nad_workspace_new(0);
+    int32_t label;
+    int rc = img && mask && ws ? nad_synth_sample(ws, p->synth, p->synth_seed, 0, img, mask, &label)
+                               : nad_fail(NAD_ENOMEM, "loader_new: out of memory");
+    if (rc) {
+        char msg[ERR_LEN];
+        snprintf(msg, sizeof msg, "%s", nad_last_error());
+        nad_fail(rc, "loader_new: synth: %s", msg);
+    }
+    nad_tensor_free(img);
+    nad_tensor_free(mask);
+    nad_workspace_free(ws);
+    return rc;
+}
+
 static char *dup_str(const char *s)
 {
     size_t n = strlen(s) + 1;
@@ -242,6 +318,9 @@ static void free_parts(nad_loader *l)
         for (int32_t i = 0; i < l->p.num_threads; i++) {
             nad_tensor_free(l->workers[i].img);
             nad_tensor_free(l->workers[i].mask);
+            nad_tensor_free(l->workers[i].aimg);
+            nad_tensor_free(l->workers[i].amask);
+            nad_workspace_free(l->workers[i].ws);
         }
     free(l->workers);
     free(l->order);
@@ -261,20 +340,27 @@ nad_loader *nad_loader_new(const nad_loader_params *p, int32_t n, const nad_load
     if (p->channels != 1 && p->channels != 3)
         return nad_fail(NAD_EINVAL, "loader_new: channels is %d, expected 1 or 3", p->channels),
                NULL;
-    if (!(p->std > 0) || !isfinite(p->mean))
-        return nad_fail(NAD_EINVAL, "loader_new: std %g must be > 0 and mean %g finite",
-                        (double)p->std, (double)p->mean),
-               NULL;
     if (n < 0 || (n > 0 && !samples))
         return nad_fail(NAD_EINVAL, "loader_new: %d samples at %p", n, (const void *)samples),
                NULL;
     for (int32_t i = 0; i < n; i++)
-        if (!samples[i].image)
-            return nad_fail(NAD_EINVAL, "loader_new: sample %d has no image path", i), NULL;
+        if (!samples[i].image && !p->synth)
+            return nad_fail(NAD_EINVAL, "loader_new: sample %d has no image path and no "
+                            "generator is given", i), NULL;
+    if (p->augment && validate_augment(p) != 0) return NULL;
+    if (p->synth && validate_synth(p) != 0) return NULL;
 
     nad_loader *l = calloc(1, sizeof *l);
     if (!l) return nad_fail(NAD_ENOMEM, "loader_new: out of memory"), NULL;
     l->p = *p;
+    if (p->augment) {
+        l->augment = *p->augment;
+        l->p.augment = &l->augment;
+    }
+    if (p->synth) {
+        l->synth = *p->synth;
+        l->p.synth = &l->synth;
+    }
     l->n_samples = n;
     l->samples = calloc((size_t)(n > 0 ? n : 1), sizeof *l->samples);
     l->slots = calloc((size_t)p->prefetch, sizeof *l->slots);
@@ -282,12 +368,13 @@ nad_loader *nad_loader_new(const nad_loader_params *p, int32_t n, const nad_load
     int ok = l->samples && l->slots && l->workers;
     for (int32_t i = 0; ok && i < n; i++) {
         sample *s = &l->samples[i];
-        s->image = dup_str(samples[i].image);
+        s->image = samples[i].image ? dup_str(samples[i].image) : NULL;
         s->mask = samples[i].mask ? dup_str(samples[i].mask) : NULL;
+        s->synth_index = samples[i].synth_index;
         s->mask_threshold = samples[i].mask_threshold;
         s->mask_value = samples[i].mask_value;
         s->label = samples[i].label;
-        ok = s->image && (s->mask || !samples[i].mask);
+        ok = (s->image || !samples[i].image) && (s->mask || !samples[i].mask);
     }
     int64_t isz[4] = {p->batch_size, p->height, p->width, p->channels};
     int64_t tsz[3] = {p->batch_size, p->height, p->width};
@@ -302,7 +389,11 @@ nad_loader *nad_loader_new(const nad_loader_params *p, int32_t n, const nad_load
         l->workers[i].l = l;
         l->workers[i].img = nad_tensor_new(1, &zero);
         l->workers[i].mask = nad_tensor_new(1, &zero);
-        ok = l->workers[i].img && l->workers[i].mask;
+        l->workers[i].aimg = nad_tensor_new(1, &zero);
+        l->workers[i].amask = nad_tensor_new(1, &zero);
+        l->workers[i].ws = nad_workspace_new(0);
+        ok = l->workers[i].img && l->workers[i].mask && l->workers[i].aimg &&
+             l->workers[i].amask && l->workers[i].ws;
     }
     if (!ok) {
         free_parts(l);

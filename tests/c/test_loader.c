@@ -60,15 +60,13 @@ static nad_loader_params params(int32_t batch, int32_t threads, int32_t seg)
     p.num_threads = threads;
     p.prefetch = 2;
     p.seed = 7;
-    p.mean = 0;
-    p.std = 1;
     return p;
 }
 
 static void fill_samples(nad_loader_sample *s)
 {
     for (int i = 0; i < NS; i++) {
-        s[i] = (nad_loader_sample){img_path[i], mask_path[i], -1, 0, 100 + i};
+        s[i] = (nad_loader_sample){img_path[i], mask_path[i], -1, 0, 100 + i, 0};
     }
 }
 
@@ -121,7 +119,8 @@ Test(loader, batches_follow_the_order_with_labels_and_masks)
 
 /* All batches of one epoch, concatenated, for comparing runs. */
 static float *run_epoch(int32_t threads, int32_t prefetch, int32_t batch, int64_t epoch,
-                        int32_t out_h, int32_t out_w, int64_t *n_out)
+                        int32_t out_h, int32_t out_w, const nad_augment_params *aug,
+                        int64_t *n_out)
 {
     nad_loader_sample s[NS];
     fill_samples(s);
@@ -129,8 +128,7 @@ static float *run_epoch(int32_t threads, int32_t prefetch, int32_t batch, int64_
     p.prefetch = prefetch;
     p.height = out_h;
     p.width = out_w;
-    p.mean = 0.5f;
-    p.std = 0.25f;
+    p.augment = aug;
     int32_t order[NS];
     for (int i = 0; i < NS; i++) order[i] = NS - 1 - i;
     nad_loader *l = nad_loader_new(&p, NS, s);
@@ -155,27 +153,51 @@ static float *run_epoch(int32_t threads, int32_t prefetch, int32_t batch, int64_
     return all;
 }
 
+/* flips, rotations and noise: every sample draws from its own stream */
+static nad_augment_params flips_and_noise(void)
+{
+    nad_augment_params a = {0};
+    a.p_hflip = a.p_vflip = 0.5f;
+    a.p_rot90 = 0.75f;
+    a.p_noise = 1;
+    a.noise_std_lo = 0.01f;
+    a.noise_std_hi = 0.05f;
+    return a;
+}
+
 Test(loader, same_batches_whatever_the_thread_count)
 {
-    int64_t n1, n3, n4;
-    float *a = run_epoch(1, 1, 3, 5, 9, 5, &n1);
-    float *b = run_epoch(3, 4, 3, 5, 9, 5, &n3);
-    float *c = run_epoch(4, 2, 3, 5, 9, 5, &n4);
+    nad_augment_params aug = flips_and_noise();
+    int64_t n1, n3, n4, n5, n6;
+    size_t bytes = (size_t)(NS * 9 * 5 * 2) * sizeof(float);
+    float *a = run_epoch(1, 1, 3, 5, 9, 5, &aug, &n1);
+    float *b = run_epoch(3, 4, 3, 5, 9, 5, &aug, &n3);
+    float *c = run_epoch(4, 2, 3, 5, 9, 5, &aug, &n4);
+    float *d = run_epoch(2, 2, 3, 6, 9, 5, &aug, &n5); /* another epoch: other draws */
+    float *e = run_epoch(2, 2, 3, 5, 9, 5, NULL, &n6); /* no augmentation */
     cr_assert_eq(n1, NS);
     cr_assert_eq(n3, NS);
-    cr_assert_eq(memcmp(a, b, (size_t)(NS * 9 * 5 * 2) * sizeof(float)), 0);
-    cr_assert_eq(memcmp(a, c, (size_t)(NS * 9 * 5 * 2) * sizeof(float)), 0);
+    cr_assert_eq(memcmp(a, b, bytes), 0);
+    cr_assert_eq(memcmp(a, c, bytes), 0);
+    cr_assert_neq(memcmp(a, d, bytes), 0);
+    cr_assert_neq(memcmp(a, e, bytes), 0);
     free(a);
     free(b);
     free(c);
+    free(d);
+    free(e);
 }
 
 Test(loader, resizes_and_normalises)
 {
     /* 6x4 -> 3x2 halves each side: bilinear of a constant is the constant; the mask takes
        rows 1, 3, 5 (nearest at pixel centres) */
+    nad_augment_params aug = {0};
+    aug.normalize = 1;
+    aug.mean[0] = 0.5f;
+    aug.std[0] = 0.25f;
     int64_t n;
-    float *a = run_epoch(2, 2, 4, 0, 3, 2, &n);
+    float *a = run_epoch(2, 2, 4, 0, 3, 2, &aug, &n);
     cr_assert_eq(n, NS);
     /* batches of 4 are laid out [images(4) | masks(4)] in blocks of per = 3*2*2 per sample */
     for (int pos = 0; pos < NS; pos++) {
@@ -261,7 +283,7 @@ Test(loader, closes_mid_epoch_and_restarts)
     int32_t order[NS];
     for (int i = 0; i < NS; i++) order[i] = i;
     nad_tensor *x = tc_empty(), *y = tc_empty();
-    for (int rep = 0; rep < 20; rep++) {
+    for (int rep = 0; rep < 10; rep++) {
         nad_loader_params p = params(2, 4, rep % 2);
         nad_loader *l = nad_loader_new(&p, NS, s);
         cr_assert_eq(nad_loader_start(l, rep, NS, order), 0);
@@ -295,6 +317,18 @@ Test(loader, invalid_arguments)
     cr_assert_str_eq(nad_last_error(), "loader_new: batch_size 0, height 6, width 4, num_threads 1 "
                                        "and prefetch 2 must all be >= 1");
     p = params(4, 1, 1);
+    nad_augment_params aug = {0};
+    aug.p_blur = 0.5f; /* with an empty sigma range */
+    p.augment = &aug;
+    cr_assert_null(nad_loader_new(&p, NS, s));
+    cr_assert(strncmp(nad_last_error(), "loader_new: augment: augment_apply: ", 36) == 0, "got: %s",
+              nad_last_error());
+    p.augment = NULL;
+    s[2].image = NULL;
+    cr_assert_null(nad_loader_new(&p, NS, s));
+    cr_assert_str_eq(nad_last_error(),
+                     "loader_new: sample 2 has no image path and no generator is given");
+    s[2].image = img_path[2];
     nad_loader *l = nad_loader_new(&p, NS, s);
     int32_t order[2] = {0, NS};
     cr_assert_eq(nad_loader_start(l, 0, 2, order), NAD_EINVAL);
@@ -302,6 +336,53 @@ Test(loader, invalid_arguments)
     nad_tensor *x = tc_empty(), *y = tc_empty();
     cr_assert_eq(nad_loader_next(l, x, y, NULL), 0); /* no epoch started */
     nad_loader_free(l);
+    nad_tensor_free(x);
+    nad_tensor_free(y);
+}
+
+Test(loader, generated_samples_match_the_generator)
+{
+    nad_synth_params sp = {24, 20, NAD_SYNTH_MIXED, 0};
+    enum { NG = 7 };
+    nad_loader_sample s[NG];
+    int32_t order[NG];
+    for (int i = 0; i < NG; i++) {
+        s[i] = (nad_loader_sample){NULL, NULL, -1, 0, -1, 100 + i};
+        order[i] = (i * 3) % NG;
+    }
+    nad_tensor *gi = tc_empty(), *gm = tc_empty(), *x = tc_empty(), *y = tc_empty();
+    nad_workspace *ws = nad_workspace_new(0);
+    for (int seg = 0; seg <= 1; seg++) {
+        nad_loader_params p = params(3, 2, seg);
+        p.height = 24;
+        p.width = 20;
+        p.synth = &sp;
+        p.synth_seed = 42;
+        nad_loader *l = nad_loader_new(&p, NG, s);
+        cr_assert_not_null(l, "%s", nad_last_error());
+        cr_assert_eq(nad_loader_start(l, 0, NG, order), 0);
+        int pos = 0, rc;
+        while ((rc = nad_loader_next(l, x, y, NULL)) > 0) {
+            for (int j = 0; j < rc; j++, pos++) {
+                int32_t label = -1;
+                cr_assert_eq(nad_synth_sample(ws, &sp, 42, 100 + order[pos], gi, gm, &label), 0);
+                cr_assert_eq(memcmp(nad_tensor_data(x) + j * 24 * 20, nad_tensor_data(gi),
+                                    24 * 20 * sizeof(float)), 0);
+                if (seg)
+                    cr_assert_eq(memcmp(nad_tensor_data(y) + j * 24 * 20, nad_tensor_data(gm),
+                                        24 * 20 * sizeof(float)), 0);
+                else
+                    cr_assert_eq(nad_tensor_data(y)[j], (float)label);
+                cr_assert_eq(label, (100 + order[pos]) % 5 + 1); /* classes 1..5 in turn */
+            }
+        }
+        cr_assert_eq(rc, 0, "%s", nad_last_error());
+        cr_assert_eq(pos, NG);
+        nad_loader_free(l);
+    }
+    nad_workspace_free(ws);
+    nad_tensor_free(gi);
+    nad_tensor_free(gm);
     nad_tensor_free(x);
     nad_tensor_free(y);
 }

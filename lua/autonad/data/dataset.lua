@@ -20,10 +20,11 @@ end
 
 function M.is_dataset(x) return getmetatable(x) == Dataset end
 
---- Adds a sample. s.rel is the image path relative to the root; s.image is filled from it.
+--- Adds a sample. s.rel is the image path relative to the root; s.image is filled from it
+--- (a generated sample has a synth_index instead and no image).
 --- label is the class index; class_name defaults to classes[label + 1].
 function Dataset:add(s)
-    s.image = s.image or fs.join(self.root, s.rel)
+    if s.synth_index == nil then s.image = s.image or fs.join(self.root, s.rel) end
     s.label = s.label or 0
     s.class_name = s.class_name or self.classes[s.label + 1]
     if s.mask then

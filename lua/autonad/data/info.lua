@@ -177,6 +177,7 @@ function M.info(x, opts)
     local function unreadable(path)
         r.unreadable[#r.unreadable + 1] = { path = path, message = ffi.string(C.nad_last_error()) }
     end
+    if ds.synth then error('data info: ' .. ds.name .. ' is generated: there are no files to check', 2) end
     for _, s in ipairs(ds.samples) do
         if C.nad_image_info(s.image, h, w, c) ~= 0 or C.nad_image_load(s.image, 1, img) ~= 0 then
             unreadable(s.image)

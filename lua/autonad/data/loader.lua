@@ -13,10 +13,48 @@ local Loader = {}
 Loader.__index = Loader
 
 local defaults = { batch_size = 8, channels = 1, threads = 2, prefetch = 4, seed = 0,
-    shuffle = true, drop_last = false, mean = 0, std = 1 }
+    shuffle = true, drop_last = false }
 local known = { batch_size = true, height = true, width = true, channels = true, threads = true,
     prefetch = true, seed = true, shuffle = true, drop_last = true, mean = true, std = true,
-    task = true }
+    task = true, augment = true }
+
+-- the fields of nad_augment_params a Lua table may set (mean and std are lists)
+local augment_fields = {}
+for _, f in ipairs({ 'resize_h', 'resize_w', 'crop_h', 'crop_w', 'pad_value', 'p_hflip', 'p_vflip',
+    'p_rot90', 'p_affine', 'scale_lo', 'scale_hi', 'translate', 'shear_deg', 'rotate_deg', 'fill',
+    'p_contrast', 'contrast_lo', 'contrast_hi', 'p_brightness', 'brightness_lo', 'brightness_hi',
+    'p_blur', 'blur_sigma_lo', 'blur_sigma_hi', 'p_sharpen', 'sharpen_lo', 'sharpen_hi', 'p_noise',
+    'noise_std_lo', 'noise_std_hi', 'p_dropout', 'dropout_lo', 'dropout_hi', 'normalize' }) do
+    augment_fields[f] = true
+end
+
+--- A nad_augment_params from a table of its fields ({p_hflip = 0.5, ...}; mean / std as
+--- lists turn normalize on). An unknown key is an error naming it.
+function M.augment_params(t, mean, std)
+    local a = ffi.new('nad_augment_params')
+    for k, v in pairs(t or {}) do
+        if k == 'mean' or k == 'std' then
+            if k == 'mean' then mean = v else std = v end
+        elseif not augment_fields[k] then
+            error('loader: unknown augment option "' .. tostring(k) .. '"', 3)
+        else
+            a[k] = type(v) == 'boolean' and (v and 1 or 0) or v
+        end
+    end
+    if mean or std then
+        a.normalize = 1
+        mean = type(mean) == 'table' and mean or { mean or 0 }
+        std = type(std) == 'table' and std or { std or 1 }
+        for c = 0, 3 do
+            a.mean[c] = mean[c + 1] or mean[#mean]
+            a.std[c] = std[c + 1] or std[#std]
+        end
+    end
+    return a
+end
+
+--- The AutoNAD supernet augmentation: flips (p 0.5 each) and 90-degree turns (p 0.75).
+M.flips_rotations = { p_hflip = 0.5, p_vflip = 0.5, p_rot90 = 0.75 }
 
 --- The epoch's order of the n samples: 0..n-1, shuffled (Fisher-Yates) by a generator
 --- seeded with seed whose counter starts at epoch * 2^40, so every (seed, epoch) has its own
@@ -34,11 +72,12 @@ function M.order(n, seed, epoch, shuffle)
     return o
 end
 
---- A loader over ds (a dataset from an adapter, or {task =, samples = {...}}). opts:
---- batch_size, height and width (the output size; default: the first image's), channels
---- (1 or 3), threads (workers), prefetch (batches ahead), seed, shuffle (default true),
---- drop_last, mean and std (images delivered as (x - mean) / std). An unknown option is an
---- error naming it.
+--- A loader over ds (a dataset from an adapter, a generated one from data.generated, or
+--- {task =, samples = {...}}). opts: batch_size, height and width (the output size;
+--- default: the first image's), channels (1 or 3), threads (workers), prefetch (batches
+--- ahead), seed, shuffle (default true), drop_last, augment (a table of nad_augment_params
+--- fields, e.g. loader.flips_rotations), mean and std (numbers or per-channel lists: images
+--- delivered as (x - mean) / std). An unknown option is an error naming it.
 function M.new(ds, opts)
     opts = opts or {}
     for k in pairs(opts) do
@@ -50,6 +89,9 @@ function M.new(ds, opts)
     local samples = ds.samples
     if not samples or #samples == 0 then error('loader: the dataset has no samples', 2) end
     local task = o.task or ds.task or 'segmentation'
+    if ds.synth then
+        o.height, o.width = o.height or ds.synth.height, o.width or ds.synth.width
+    end
     if not (o.height and o.width) then
         local h, w, c = ffi.new('int32_t[1]'), ffi.new('int32_t[1]'), ffi.new('int32_t[1]')
         check(C.nad_image_info(samples[1].image, h, w, c))
@@ -65,13 +107,27 @@ function M.new(ds, opts)
         e.mask_threshold = s.mask_threshold or -1
         e.mask_value = s.mask_value or 0
         e.label = s.label or 0
+        e.synth_index = s.synth_index or 0
     end
     local p = ffi.new('nad_loader_params')
     p.batch_size, p.height, p.width, p.channels = o.batch_size, o.height, o.width, o.channels
     p.segmentation = task == 'segmentation' and 1 or 0
     p.num_threads, p.prefetch, p.drop_last = o.threads, o.prefetch, o.drop_last and 1 or 0
-    p.seed, p.mean, p.std = o.seed, o.mean, o.std
-    -- the strings in arr are Lua's: they live in `samples` while the C side copies them
+    p.seed = o.seed
+    local aug
+    if o.augment or o.mean or o.std then
+        aug = M.augment_params(o.augment, o.mean, o.std)
+        p.augment = aug
+    end
+    local synth
+    if ds.synth then
+        synth = ffi.new('nad_synth_params')
+        synth.height, synth.width = ds.synth.height, ds.synth.width
+        synth.surface, synth.class_mask = ds.synth.surface or 0, ds.synth.class_mask or 0
+        p.synth, p.synth_seed = synth, ds.synth.seed or 0
+    end
+    -- the strings in arr are Lua's: they live in `samples` while the C side copies them;
+    -- aug and synth are locals alive across the call, copied too
     local handle = C.nad_loader_new(p, n, arr)
     if handle == nil then error(ffi.string(C.nad_last_error()), 2) end
     return setmetatable({
