@@ -484,7 +484,63 @@ typedef struct nad_synth_params {
 int nad_synth_sample(nad_workspace *ws, const nad_synth_params *p, uint64_t seed, int64_t index,
                      nad_tensor *img, nad_tensor *mask, int32_t *label);
 
-/* ---- data: the batch loader on background threads (core/data/loader.c) ---- */
+/* ---- data: the batch loader on background threads (core/data/loader.c) ----
+   Worker threads decode (and augment) samples into a ring of `prefetch` preallocated batches
+   while the caller trains on an earlier one. The samples are given once; each epoch gives the
+   order to visit them in. Sample p of an epoch (its position in that order) draws its random
+   numbers from a stream seeded by (seed, epoch, p) alone, so the batches do not depend on the
+   thread count or on timing. A sample that fails to decode makes the batch holding it fail
+   with the decoder's message (naming the path); the next batch then follows as usual. */
+
+typedef struct nad_loader nad_loader;
+
+typedef struct nad_loader_params {
+    int32_t batch_size;
+    int32_t height;       /* output size: after augmentation, images are resized (bilinear, */
+    int32_t width;        /* align_corners=False) and masks (nearest) when they differ */
+    int32_t channels;     /* 1: grey, 3: RGB */
+    int32_t segmentation; /* 1: targets are masks [B,H,W]; 0: labels [B] */
+    int32_t num_threads;  /* worker threads, >= 1 */
+    int32_t prefetch;     /* batches prepared ahead, >= 1 */
+    int32_t drop_last;    /* 1: a last batch shorter than batch_size is skipped */
+    uint64_t seed;        /* the per-sample streams (augmentation) derive from it */
+    /* nad_augment_apply's pipeline, run on every sample with its own stream; NULL: none.
+       Copied by nad_loader_new (normalisation, if wanted, is its normalize step). */
+    const nad_augment_params *augment;
+    /* Generated samples (image == NULL) come from nad_synth_sample(synth, synth_seed,
+       synth_index); NULL when every sample is a file. Copied. */
+    const nad_synth_params *synth;
+    uint64_t synth_seed;
+} nad_loader_params;
+
+/* One sample. image: its path, or NULL for a generated one (synth_index). mask: a path read
+   with nad_mask_load(mask_threshold, mask_value), or NULL for an all-background mask (a
+   defect-free image; a generated sample brings its own). label: the class index (the target
+   of a classification loader; a generated sample brings its own). The strings are copied. */
+typedef struct nad_loader_sample {
+    const char *image;
+    const char *mask;
+    int32_t mask_threshold;
+    int32_t mask_value;
+    int32_t label;
+    int64_t synth_index;
+} nad_loader_sample;
+
+/* A loader over n samples; its threads wait until nad_loader_start. NULL on failure. */
+nad_loader *nad_loader_new(const nad_loader_params *p, int32_t n, const nad_loader_sample *samples);
+/* Stops the threads (each finishes the sample it is on), even mid-epoch, and frees the
+   loader. nad_loader_free(NULL) is a no-op. */
+void nad_loader_free(nad_loader *l);
+/* Starts epoch `epoch` visiting order[0..n-1] (sample indices, repeats allowed), dropping
+   what remains of the previous epoch. The order is copied. */
+int nad_loader_start(nad_loader *l, int64_t epoch, int32_t n, const int32_t *order);
+/* Waits for the next batch and copies it out: images resized to [b,H,W,C], targets to
+   [b,H,W] (masks) or [b] (labels). Returns b > 0, 0 after the epoch's last batch, or a
+   negative code (images and targets untouched) when a sample of this batch failed.
+   *wait_seconds (may be NULL) receives the time spent waiting for the workers. */
+int nad_loader_next(nad_loader *l, nad_tensor *images, nad_tensor *targets, double *wait_seconds);
+/* Number of batches of the current epoch. */
+int64_t nad_loader_num_batches(const nad_loader *l);
 
 
 #endif
