@@ -40,6 +40,14 @@ def slot_widths(arch, slot, d):
     return d, d
 
 
+def slot_shapes(conv_type, ci, co):
+    """The extracted shapes of a decoder slot: [dw, pw] for dw3x3, else [weight]."""
+    if conv_type == "dw3x3":
+        return [(min(ci, co), 3, 3, 1), (co, ci)]
+    k = {"1x1": 1, "3x3": 3, "5x5": 5, "dil3x3": 3}[conv_type]
+    return [(co, k, k, ci)]
+
+
 def param_shapes(space, arch, head, classes, in_channels, d):
     """name -> shape of every weight of the subnet (docs/supernet.md names, extracted
     shapes), in a fixed order."""
@@ -63,7 +71,7 @@ def param_shapes(space, arch, head, classes, in_channels, d):
         norm("stage%d.patch_norm" % s, c)
         for b in range(1, arch["depth"][s - 1] + 1):
             pre = "stage%d.block%d." % (s, b)
-            op, r = arch["op"][s - 1][b - 1], arch["ratio"][s - 1][b - 1]
+            op = arch["op"][s - 1][b - 1]
             h, hd = c // HEAD_DIM, hidden(c, arch["ratio"][s - 1][b - 1])
             norm(pre + "norm1", c)
             lin(pre + "q", c, c)
@@ -88,19 +96,15 @@ def param_shapes(space, arch, head, classes, in_channels, d):
             p[pre + "dw.weight"] = (hd, 3, 3, 1)
             p[pre + "dw.bias"] = (hd,)
             lin(pre + "fc2", c, hd)
-            del r
         norm("stage%d.norm" % s, c)
         prev = c
     if head == "segmentation":
         for i, slot in enumerate(SLOTS):
             t = arch["decoder"]["conv"][i]
             ci, co = slot_widths(arch, slot, d)
-            if t == "dw3x3":
-                p["dec.%s.dw" % slot] = (min(ci, co), 3, 3, 1)
-                p["dec.%s.pw" % slot] = (co, ci)
-            else:
-                k = {"1x1": 1, "3x3": 3, "5x5": 5, "dil3x3": 3}[t]
-                p["dec.%s.weight" % slot] = (co, k, k, ci)
+            names = ["dw", "pw"] if t == "dw3x3" else ["weight"]
+            for name, shape in zip(names, slot_shapes(t, ci, co)):
+                p["dec.%s.%s" % (slot, name)] = shape
             norm("dec.%s.gn" % slot, co)
         c4 = arch["width"][3]
         p["dec.ppm_out.weight"] = (d, 1, 1, 2 * c4)
