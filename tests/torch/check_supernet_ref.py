@@ -152,6 +152,103 @@ def check_conv_types():
                   "MACs %d, extracted shapes" % (t, ci, co, err, net.macs))
 
 
+def bare_net(W):
+    net = ref.Subnet.__new__(ref.Subnet)
+    net.W, net.shapes = W, {n: tuple(v.shape) for n, v in W.items()}
+    net.used, net.macs, net.stats = set(), 0, {}
+    return net
+
+
+def check_mixers():
+    """The mixers' index conventions against plain loops written from the spec's formulas."""
+    g = torch.Generator().manual_seed(5)
+    n, hh, ww, c = 1, 3, 4, 64
+    h = c // 32
+
+    def rnd(*shape):
+        return torch.randn(shape, generator=g, dtype=torch.float64)
+
+    x = rnd(n, hh, ww, c)
+    W = {"q.weight": rnd(c, c), "q.bias": rnd(c), "kv.weight": rnd(2 * c, c),
+         "kv.bias": rnd(2 * c), "proj.weight": torch.eye(c, dtype=torch.float64),
+         "proj.bias": torch.zeros(c, dtype=torch.float64)}
+    q = (x @ W["q.weight"].T + W["q.bias"])[0].numpy()
+    kv = (x @ W["kv.weight"].T + W["kv.bias"])[0].numpy()
+    k, v = kv[..., :c], kv[..., c:]
+
+    # shift: quarter i moves one pixel in direction i; the vacated border keeps its value
+    t = rnd(1, hh, ww, 8)[0].numpy()
+    want = t.copy()
+    for y in range(hh):
+        for xx in range(ww):
+            want[y, xx, 0:2] = t[max(y - 1, 0), xx, 0:2]          # down
+            want[y, xx, 2:4] = t[min(y + 1, hh - 1), xx, 2:4]     # up
+            want[y, xx, 4:6] = t[y, max(xx - 1, 0), 4:6]          # right
+            want[y, xx, 6:8] = t[y, min(xx + 1, ww - 1), 6:8]     # left
+    got = ref.Subnet.shift(torch.as_tensor(t)[None], ["down", "up", "right", "left"])[0]
+    check(np.allclose(got.numpy(), want, atol=0, rtol=0), "shift directions and border rule")
+
+    # attention (sr = 1): per head softmax(q k^T / sqrt(32)) v over all pixels
+    net = bare_net(W)
+    got = net.attention(x, "", 1)[0].numpy()
+    want = np.zeros((hh, ww, c))
+    qf, kf, vf = q.reshape(-1, c), k.reshape(-1, c), v.reshape(-1, c)
+    for i in range(h):
+        sl = slice(32 * i, 32 * i + 32)
+        for p in range(hh * ww):
+            a = np.array([qf[p, sl] @ kf[r, sl] for r in range(hh * ww)]) / math.sqrt(32)
+            a = np.exp(a - a.max()); a /= a.sum()
+            want.reshape(-1, c)[p, sl] = a @ vf[:, sl]
+    check(np.abs(got - want).max() < 1e-10 and net.macs == 2 * 12 * 12 * c + 4 * 12 * c * c,
+          "attention heads, scale, MACs")
+
+    # conv mixer: f[i*9+k] = fc.b[k] + sum_j fc.w[k,j] map_j[i], then the 32-group conv
+    W.update({"fc.weight": rnd(9, 3 * h), "fc.bias": rnd(9), "dep.weight": rnd(c, 3, 3, 9),
+              "dep.bias": rnd(c), "conv_norm.weight": torch.ones(c, dtype=torch.float64),
+              "conv_norm.bias": torch.zeros(c, dtype=torch.float64)})
+    maps = [q[..., 32 * j:32 * j + 32] for j in range(h)] + \
+        [k[..., 32 * j:32 * j + 32] for j in range(h)] + [v[..., 32 * j:32 * j + 32] for j in range(h)]
+    fw, fb = W["fc.weight"].numpy(), W["fc.bias"].numpy()
+    f = np.zeros((hh, ww, 288))
+    for i in range(32):
+        for kk in range(9):
+            f[..., i * 9 + kk] = fb[kk] + sum(fw[kk, j] * maps[j][..., i] for j in range(3 * h))
+    dep, db = W["dep.weight"].numpy(), W["dep.bias"].numpy()
+    y = np.zeros((hh, ww, c)) + db
+    per = c // 32                                   # output channels per group
+    for o in range(c):
+        grp = o // per
+        for yy in range(hh):
+            for xx in range(ww):
+                for a in range(3):
+                    for b in range(3):
+                        sy, sx = yy + a - 1, xx + b - 1
+                        if 0 <= sy < hh and 0 <= sx < ww:
+                            y[yy, xx, o] += dep[o, a, b] @ f[sy, sx, 9 * grp:9 * grp + 9]
+    y = (y - y.mean(-1, keepdims=True)) / np.sqrt(y.var(-1, keepdims=True) + 1e-6)
+    y = 0.5 * y * (1 + np.vectorize(math.erf)(y / math.sqrt(2)))
+    got = bare_net(W).conv_mixer(x, "")[0].numpy()
+    check(np.abs(got - y).max() < 1e-9, "conv mixer: fc layout over q/k/v maps, 32-group conv")
+
+    # mlp mixer: w_i[c] = softmax_i(r[3c + i]); proj(mlp(y))
+    W.update({"reweight1.weight": rnd(c // 4, c), "reweight1.bias": rnd(c // 4),
+              "reweight2.weight": rnd(3 * c, c // 4), "reweight2.bias": rnd(3 * c),
+              "mlp.weight": torch.eye(c, dtype=torch.float64),
+              "mlp.bias": torch.zeros(c, dtype=torch.float64)})
+    x1 = ref.Subnet.shift(torch.as_tensor(q)[None], ["down", "up", "right", "left"])[0].numpy()
+    x2 = ref.Subnet.shift(torch.as_tensor(k)[None], ["right", "left", "down", "up"])[0].numpy()
+    a = (x1 + x2 + v).mean(axis=(0, 1))
+    z = W["reweight1.weight"].numpy() @ a + W["reweight1.bias"].numpy()
+    z = 0.5 * z * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    r = W["reweight2.weight"].numpy() @ z + W["reweight2.bias"].numpy()
+    want = np.zeros((hh, ww, c))
+    for ch in range(c):
+        e = np.exp(r[3 * ch:3 * ch + 3] - r[3 * ch:3 * ch + 3].max()); e /= e.sum()
+        want[..., ch] = e[0] * x1[..., ch] + e[1] * x2[..., ch] + e[2] * v[..., ch]
+    got = bare_net(W).mlp_mixer(x, "")[0].numpy()
+    check(np.abs(got - want).max() < 1e-10, "mlp mixer: split attention weights r[3c + i]")
+
+
 def closed_form(space, arch, head, k, cin, d, size):
     """MACs per image and parameters by formula (docs/supernet.md counting section)."""
     def out(n, kk, st):
@@ -255,6 +352,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     check_ckptio()
     check_conv_types()
+    check_mixers()
     check_gradients()
     check_cases()
     print("%d failed" % len(FAILS))
