@@ -29,8 +29,12 @@ local function encode(v, indent, depth, out)
         if v ~= v or v == math.huge or v == -math.huge then
             error('autonad: json cannot encode ' .. tostring(v), 0)
         end
-        out[#out + 1] = (v % 1 == 0 and math.abs(v) < 2 ^ 53) and string.format('%d', v)
-            or string.format('%.17g', v)
+        if v % 1 == 0 and math.abs(v) < 2 ^ 53 then out[#out + 1] = string.format('%d', v)
+        else
+            -- the shortest of 15 or 17 digits that reads back as the same double
+            local s = string.format('%.15g', v)
+            out[#out + 1] = tonumber(s) == v and s or string.format('%.17g', v)
+        end
     elseif tv == 'string' then out[#out + 1] = encode_string(v)
     elseif tv == 'table' then
         local nl = indent and ('\n' .. string.rep(indent, depth + 1)) or ''

@@ -1,0 +1,117 @@
+-- autonad.cli: the `autonad` command (core/cli/main.c runs main(arg)).
+--   autonad run RECIPE [--set key=value]... [--fresh] [--quiet]   every stage, resumable
+--   autonad train-supernet RECIPE ...                              one stage
+--   autonad data info PATH [--kind KIND] [--splits PREFIX]
+--   autonad version | help
+local M = {}
+
+local USAGE = [[
+usage: autonad <command> [arguments]
+
+  run RECIPE             all stages of the recipe (resumes what a run directory holds)
+  train-supernet RECIPE  single-path supernet training (logs every subnet's forward time)
+  data info PATH         counts, sizes, mask histogram, unreadable files, duplicates
+  version                the version and the BLAS in use
+  help                   this text
+
+options for RECIPE commands:
+  --set key=value        override a recipe value (repeatable), e.g. --set supernet.epochs=2
+  --fresh                ignore existing checkpoints in the run directory
+  --quiet                no progress lines
+  --output DIR           the run directory (default: the recipe's output, runs/<name>)
+]]
+
+local function fail(msg)
+    io.stderr:write('autonad: ', msg, '\n')
+    return 2
+end
+
+-- splits argv into positional arguments and options (--set may repeat)
+local function parse(args, first)
+    local pos, opts = {}, { set = {} }
+    local i = first
+    while i <= #args do
+        local a = args[i]
+        if a == '--set' then
+            opts.set[#opts.set + 1] = args[i + 1] or error('autonad: --set needs key=value', 0)
+            i = i + 1
+        elseif a:match('^%-%-set=') then opts.set[#opts.set + 1] = a:sub(7)
+        elseif a == '--fresh' or a == '--quiet' then opts[a:sub(3)] = true
+        elseif a == '--output' or a == '--kind' or a == '--splits' then
+            opts[a:sub(3)] = args[i + 1] or error('autonad: ' .. a .. ' needs a value', 0)
+            i = i + 1
+        elseif a:match('^%-%-') then error('autonad: unknown option ' .. a .. ' (see autonad help)', 0)
+        else pos[#pos + 1] = a end
+        i = i + 1
+    end
+    return pos, opts
+end
+
+local function load_context(pos, opts)
+    if not pos[1] then error('autonad: this command needs a recipe file', 0) end
+    local recipe_mod = require 'autonad.recipe'
+    local overrides = opts.set
+    if opts.output then overrides[#overrides + 1] = 'output=' .. opts.output end
+    local r, filled = recipe_mod.load(pos[1], overrides)
+    local ctx = require('autonad.pipeline.context').new(r, { quiet = opts.quiet })
+    if not opts.quiet and #filled > 0 then
+        io.stderr:write('[recipe] defaults filled in: ', table.concat(filled, '; '), '\n')
+    end
+    return ctx
+end
+
+local stages = {}
+
+function stages.train_supernet(ctx, opts)
+    local s = require('autonad.pipeline.train_supernet').run(ctx, { fresh = opts.fresh })
+    local last = s.history[#s.history]
+    print(string.format('train-supernet: %d epochs, %d iterations, final loss %.4f -> %s',
+        s.epochs_done, s.iterations, last and last.loss or 0 / 0, s.checkpoint))
+    return 0
+end
+
+local commands = {}
+
+commands['train-supernet'] = function(pos, opts) return stages.train_supernet(load_context(pos, opts), opts) end
+
+commands.run = function(pos, opts)
+    local ctx = load_context(pos, opts)
+    local rc = stages.train_supernet(ctx, opts)
+    return rc
+end
+
+commands.data = function(pos, opts)
+    if pos[1] ~= 'info' or not pos[2] then return fail('usage: autonad data info PATH [--kind KIND] [--splits PREFIX]') end
+    require('autonad.data').info(pos[2], { kind = opts.kind, splits = opts.splits })
+    return 0
+end
+
+commands.version = function()
+    local autonad = require 'autonad'
+    print('autonad ' .. autonad.version)
+    print('blas: ' .. autonad.blas_info())
+    return 0
+end
+
+commands.help = function() io.write(USAGE); return 0 end
+
+--- Runs the command line args (arg[1] is the command); returns the exit status.
+function M.main(args)
+    local cmd = args[1]
+    if not cmd or cmd == '-h' or cmd == '--help' then io.write(USAGE); return cmd and 0 or 2 end
+    local f = commands[cmd]
+    if not f then return fail("unknown command '" .. cmd .. "' (see autonad help)") end
+    local ok, pos, opts = pcall(parse, args, 2)
+    if not ok then return fail(tostring(pos):gsub('^autonad: ', '')) end
+    local ok2, rc = xpcall(function() return f(pos, opts) end, function(e)
+        if type(e) == 'string' and e:match('^autonad: ') and not os.getenv('AUTONAD_TRACEBACK') then return e end
+        return debug.traceback(tostring(e), 2)
+    end)
+    if not ok2 then
+        io.stderr:write(tostring(rc), '\n')
+        return 1
+    end
+    return rc or 0
+end
+
+return M

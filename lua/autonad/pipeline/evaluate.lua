@@ -1,0 +1,31 @@
+-- autonad.pipeline.evaluate: runs a subnet over a split and returns its metrics (mIoU, mF1,
+-- per-class IoU, pixel accuracy; or accuracy, per-class recall, confusion matrix) and the
+-- time it took. The search's fitness, fine-tuning's model selection and `autonad eval` use it.
+local metrics = require 'autonad.metrics'
+local progress = require 'autonad.pipeline.progress'
+
+local M = {}
+
+--- Evaluates net (a supernet or an extracted subnet) on split. a: the architecture to select
+--- (nil: keep the current one). opts.max_images limits the images (a prefix of the split),
+--- opts.batch the batch size (default 8), opts.loader reuses a loader. Returns
+--- {summary = metrics table, seconds = time spent in the network, images = n}.
+function M.subnet(ctx, net, a, split, opts)
+    opts = opts or {}
+    if a then net:set_arch(a) end
+    net:set_training(false)
+    local loader = opts.loader or ctx:loader(split, opts.batch or 8, 'none', opts.max_images)
+    local conf = metrics.Confusion.new(ctx:num_classes(), ctx:data().classes)
+    local seconds, images = 0, 0
+    for x, y in loader:epoch(0) do
+        local t0 = progress.now()
+        local logits = net:forward(x)
+        seconds = seconds + progress.now() - t0
+        conf:update(logits, y)
+        images = images + x:size(1)
+    end
+    if not opts.loader then loader:close() end
+    return { summary = conf:summary(ctx.recipe.task), seconds = seconds, images = images }
+end
+
+return M
