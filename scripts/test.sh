@@ -29,5 +29,15 @@ p=$(echo "$line" | sed -n 's/^lua: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
 f=$(echo "$line" | sed -n 's/^lua: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
 [ $rc -ne 0 ] && [ "${f:-1}" -eq 0 ] && failed=$((failed + 1))
+# a short fuzzing pass over the three image decoders (FUZZ_SECONDS=0 skips it)
+fuzz_secs=${FUZZ_SECONDS:-15}
+if [ "$fuzz_secs" != 0 ]; then
+    if bash "$root/tests/fuzz/run.sh" "$fuzz_secs" 2>&1 | tee /tmp/autonad-fuzz.log | grep "^fuzz "; then
+        n=$(grep -c "^fuzz .* 0 crashes (exit 0" /tmp/autonad-fuzz.log || true)
+        passed=$((passed + n)); failed=$((failed + 3 - n))
+    else
+        echo "FAIL fuzz (see /tmp/autonad-fuzz.log)"; failed=$((failed + 1))
+    fi
+fi
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
