@@ -22,8 +22,8 @@ S.space = opt('any', 'autonad', 'a search space: a name in searchspaces/, a path
 S.space_overrides = opt('table', nil, 'values merged into the space, e.g. {decoder = {width = 64}}')
 S.data = {
     kind = opt('string', 'generated', "an adapter (neu_seg, magnetic_tile, voc, neu_cls, dagm, mvtec, folder) or 'generated'"),
-    root = opt('string', nil, 'the data set folder (relative paths are taken from the current directory)'),
-    splits = opt('string', nil, 'split-file prefix (<prefix>.train.txt, ...); nil: a seeded stratified split'),
+    root = opt('string', nil, "the data set folder; 'shared:neu-seg' is inside $AUTONAD_DATA or ../shared/data"),
+    splits = opt('string', nil, "split-file prefix (<prefix>.train.txt, ...), e.g. 'shared:splits/neu-seg'; nil: a seeded stratified split"),
     ratios = opt('list', { 0.6, 0.2, 0.2 }, 'train/val/test ratios for a stratified split'),
     size = opt('list', { 128, 128 }, 'network input height and width (images are resized)'),
     channels = opt('integer', 1, 'image channels fed to the network (1 grey, 3 RGB)'),

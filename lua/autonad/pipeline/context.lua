@@ -64,6 +64,17 @@ function Context:log(name, record)
     f:close()
 end
 
+-- 'shared:<rel>' names a path inside the shared data folder ($AUTONAD_DATA or ../shared/data)
+local function resolve(key, path)
+    if type(path) ~= 'string' or not path:match('^shared:') then return path end
+    local root = data.shared_root()
+    if not root then
+        error('autonad: recipe: ' .. key .. " = '" .. path .. "' but there is no shared data folder " ..
+            '(set AUTONAD_DATA, or give ' .. key .. ' as a path)', 0)
+    end
+    return root .. '/' .. path:sub(8)
+end
+
 --- The data: {train =, val =, test = datasets, classes = names, task =}. Generated data
 --- gives three disjoint generated sets; files come from the adapter with split files or a
 --- seeded stratified split.
@@ -82,11 +93,12 @@ function Context:data()
             first = first + counts[i]
         end
     else
-        local root = d.root
+        local root = resolve('data.root', d.root)
         if not root then error('autonad: recipe: data.root is required for data.kind = ' .. d.kind, 0) end
         local ds = data.load(d.kind, root, d.options)
         local sp
-        if d.splits then sp = data.split.from_files(ds, d.splits)
+        if d.splits then sp = data.split.from_files(ds, resolve('data.splits', d.splits))
+        elseif ds.splits and next(ds.splits) then sp = ds.splits -- the layout's own (VOC)
         else sp = data.split.stratified(ds, { train = d.ratios[1], val = d.ratios[2], test = d.ratios[3] }, r.seed) end
         for _, name in ipairs({ 'train', 'val', 'test' }) do
             if not sp[name] then error('autonad: recipe: data.splits lacks a ' .. name .. ' split', 0) end
