@@ -283,6 +283,20 @@ int nad_acmix_fc_backward(int32_t head_dim, const nad_tensor *q, const nad_tenso
                           const nad_tensor *w, const nad_tensor *df, nad_tensor *dq,
                           nad_tensor *dkv, nad_tensor *dw, nad_tensor *db);
 
+/* ---- confusion matrix (core/ops/confusion.c) ----
+   Counts predictions against labels for the metrics (lua/autonad/metrics.lua). logits[..., K]
+   (contiguous): every row is one pixel or one image, predicted as its argmax (the first of
+   equal maxima; NaN never wins over a number, an all-NaN row predicts 0). labels holds one
+   class index per row as for cross entropy (floats that are integers, in [0, K) or equal to
+   ignore_label, which is skipped). matrix[K*K] (row-major: row = true class, column =
+   predicted class) is ACCUMULATED (+=), so summing over batches is repeated calls. Counts are
+   int64: a float32 count stops being exact at 2^24 per cell (64 images of 512 x 512). Rows
+   are split between threads with per-thread partial counts in ws (threads * K * K int64).
+   A label outside [0, K) that is not ignore_label fails with NAD_EINVAL naming the first
+   such row; matrix is then untouched. */
+int nad_confusion_update(nad_workspace *ws, int32_t ignore_label, const nad_tensor *logits,
+                         const nad_tensor *labels, int64_t *matrix);
+
 /* ---- optimisers (core/optim/) ----
    One step on one parameter view (any strides: a sliced supernet weight updates only its
    slice); grad and the state tensors are views of the same shape. */
