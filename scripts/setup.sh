@@ -3,9 +3,10 @@
 # and builds into build/ (and build-asan/ with SANITIZE=1). Sourced by the other scripts.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# luajit + headers: the Lua runtime and the host;  libopenblas: sgemm;  libpng, libjpeg-turbo,
-# zlib: image decoders;  libcriterion: C tests;  luarocks: the rockspec install.
-packages=(build-essential cmake pkg-config luajit libluajit-5.1-dev libopenblas-dev libpng-dev
+# luajit + headers: the Lua runtime and the host;  libopenblas (OpenMP variant): sgemm on the
+# core's thread pool;  libpng, libjpeg-turbo, zlib: image decoders;  libcriterion: C tests;
+# luarocks: the rockspec install.
+packages=(build-essential cmake pkg-config luajit libluajit-5.1-dev libopenblas-openmp-dev libpng-dev
           libjpeg62-turbo-dev zlib1g-dev libcriterion-dev luarocks)
 missing=()
 for p in "${packages[@]}"; do

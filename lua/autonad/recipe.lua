@@ -60,6 +60,8 @@ S.search = {
     val_images = opt('integer', nil, 'evaluate candidates on at most this many val images'),
 }
 S.finetune = {
+    arch = opt('string', 'searched', "what to fine-tune: 'searched', 'largest', 'smallest' or an architecture JSON file"),
+    baseline = opt('string', nil, "also fine-tune and evaluate this one the same way (e.g. 'largest') for comparison"),
     epochs = opt('integer', 5, 'fine-tuning epochs'),
     batch = opt('integer', 8, 'batch size'),
     lr = opt('number', 1e-4, 'Adam learning rate'),

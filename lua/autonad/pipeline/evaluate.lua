@@ -25,7 +25,9 @@ function M.subnet(ctx, net, a, split, opts)
         images = images + x:size(1)
     end
     if not opts.loader then loader:close() end
-    return { summary = conf:summary(ctx.recipe.task), seconds = seconds, images = images }
+    local task = ctx.recipe.task
+    local summary = task == 'segmentation' and conf:segmentation() or conf:classification()
+    return { summary = summary, table = conf:to_table(), seconds = seconds, images = images, confusion = conf }
 end
 
 return M
