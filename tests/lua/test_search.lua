@@ -386,30 +386,17 @@ function tests.resume_gives_the_identical_result()
 end
 
 function tests.user_strategy_from_a_file_outside_the_tree()
-    local path = os.tmpname() .. '.lua'
+    local tmp = os.tmpname()   -- /tmp/lua_XXXXXX: outside the source tree and package.path
+    local path = tmp .. '.lua'
+    -- the example of docs/strategies.md, so that the documented example is known to work
+    local df = assert(io.open(here .. '/../../docs/strategies.md'))
+    local doc = df:read('*a')
+    df:close()
+    local example = doc:match('```lua\n(%-%- my_strategy%.lua.-)```')
+    T.ok(example, 'docs/strategies.md holds the example')
     local f = assert(io.open(path, 'w'))
-    f:write([[
-local arch = require 'autonad.arch'
-return {
-    defaults = { samples = 5 },
-    run = function(ctx)
-        local best, best_r, history = nil, nil, {}
-        local archs = {}
-        while #archs < ctx.options.samples do
-            local a = arch.sample(ctx.space, ctx.rng, ctx.prior)
-            if ctx.admissible(a) then archs[#archs + 1] = a end
-        end
-        for i, r in ipairs(ctx.evaluate(archs)) do
-            if not best_r or r.accuracy > best_r.accuracy then best, best_r = archs[i], r end
-            history[#history + 1] = { step = i, accuracy = r.accuracy }
-            ctx.log(history[#history])
-        end
-        return { best = best, best_result = best_r, history = history }
-    end,
-}
-]])
+    f:write(example)
     f:close()
-    T.ok(not path:find('^' .. here:gsub('%p', '%%%0') .. '/../..'), 'outside the source tree')
     local logged = 0
     local ctx, calls = context('random', 3, { options = { samples = 7 } })
     ctx.log = function() logged = logged + 1 end
@@ -421,6 +408,7 @@ return {
     local ctx2 = context('random', 3, { options = { sampels = 7 } })
     T.errors(function() search.run(path, ctx2) end, 'unknown option sampels (known: samples)')
     os.remove(path)
+    os.remove(tmp)
 end
 
 function tests.loader_and_context_errors()

@@ -17,9 +17,9 @@ end
 function M.latency_base(ctx)
     local o = ctx.options
     if o.latency_base then return o.latency_base end
+    if o.baseline < 1 then error('autonad: search: options.baseline must be at least 1', 0) end
     local archs = {}
     for i = 1, o.warmup + o.baseline do archs[i] = arch.sample(ctx.space, ctx.rng, ctx.prior) end
-    if o.baseline < 1 then error('autonad: search: options.baseline must be at least 1', 0) end
     local res, sum = ctx.evaluate(archs), 0
     for i = o.warmup + 1, #archs do sum = sum + res[i].latency end
     local l = sum / o.baseline

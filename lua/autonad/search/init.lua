@@ -47,7 +47,9 @@ function M.load(which)
         if not ok then fail('strategy ' .. which .. ' failed to load: ' .. tostring(v)) end
         s = v
     elseif type(which) == 'string' then
-        if not which:match('^[%w_]+$') or not io.open(here .. '/' .. which .. '.lua', 'r') then
+        local f = which:match('^[%w_]+$') and io.open(here .. '/' .. which .. '.lua', 'r')
+        if f then f:close() end
+        if not f then
             local known = {}
             local p = io.popen('ls "' .. here .. '"/*.lua 2>/dev/null')
             if p then
