@@ -47,7 +47,7 @@ end
 
 local function check_mix(mix, who)
     if type(mix) ~= 'number' or mix < 0 or mix > 1 then
-        error('autonad: ' .. who .. ': opts.mix must be a number in [0, 1], got ' .. tostring(mix), 3)
+        error('autonad: ' .. who .. ': opts.mix must be a number in [0, 1], got ' .. tostring(mix), 0)
     end
 end
 
@@ -56,16 +56,19 @@ end
 --- and the line: "autonad: prior: train.jsonl:12: ...".
 function M.read_log(path)
     local f, err = io.open(path, 'r')
-    if not f then error('autonad: prior: cannot read ' .. path .. ': ' .. tostring(err), 2) end
+    if not f then error('autonad: prior: cannot read ' .. path .. ': ' .. tostring(err), 0) end
     local out, n = {}, 0
     for line in f:lines() do
         n = n + 1
         if line:find('%S') then
             local ok, v = pcall(json.decode, line)
-            if not ok or type(v) ~= 'table' then
+            if not ok or type(v) ~= 'table' or #v > 0 then
                 f:close()
-                local why = ok and 'not a JSON object' or tostring(v):gsub('^autonad: json: ', '')
-                error('autonad: prior: ' .. path .. ':' .. n .. ': ' .. why, 2)
+                local why = 'not a JSON object'
+                if not ok then
+                    why = tostring(v):gsub('^autonad: json: ', ''):gsub(' at line 1 %(byte (%d+)%)', ' at column %1')
+                end
+                error('autonad: prior: ' .. path .. ':' .. n .. ': ' .. why, 0)
             end
             out[#out + 1] = v
         end
@@ -74,7 +77,10 @@ function M.read_log(path)
     return out
 end
 
-local function contains(list, v) for _, x in ipairs(list) do if x == v then return true end end return false end
+local function contains(list, v)
+    for _, x in ipairs(list) do if x == v then return true end end
+    return false
+end
 
 --- The latency-aware prior from supernet-training log records (reference section 4).
 --- entries: a list of records { arch = <architecture>, forward_ms = number, ... } or the path
@@ -89,12 +95,13 @@ function M.from_log(space, entries, opts)
     local top, mix = opts.top or 300, opts.mix or 0.9
     check_mix(mix, 'prior.from_log')
     if type(top) ~= 'number' or top < 1 or top % 1 ~= 0 then
-        error('autonad: prior.from_log: opts.top must be a positive integer, got ' .. tostring(top), 2)
+        error('autonad: prior.from_log: opts.top must be a positive integer, got ' .. tostring(top), 0)
     end
     local order = {}
     for i, e in ipairs(entries) do
         if type(e) ~= 'table' or type(e.forward_ms) ~= 'number' or type(e.arch) ~= 'table' then
-            error('autonad: prior.from_log: record ' .. i .. ' needs arch (a table) and forward_ms (a number)', 2)
+            error('autonad: prior.from_log: record ' .. i
+                .. ' needs arch (a table) and forward_ms (a number)', 0)
         end
         order[i] = i
     end
@@ -112,7 +119,7 @@ function M.from_log(space, entries, opts)
     for r = 1, math.min(top, #order) do
         local idx = order[r]
         local a = entries[idx].arch
-        local function bad(what) error('autonad: prior.from_log: record ' .. idx .. ': ' .. what, 3) end
+        local function bad(what) error('autonad: prior.from_log: record ' .. idx .. ': ' .. what, 0) end
         if type(a.op) ~= 'table' or type(a.decoder) ~= 'table' or type(a.decoder.conv) ~= 'table' then
             bad('arch needs op and decoder.conv')
         end
@@ -172,9 +179,9 @@ end
 function M.from_table(space, cost, opts)
     opts = opts or {}
     check_mix(opts.mix or 0.9, 'prior.from_table')
-    if type(cost) ~= 'function' then error('autonad: prior.from_table: cost must be a function', 2) end
+    if type(cost) ~= 'function' then error('autonad: prior.from_table: cost must be a function', 0) end
     if opts.temperature ~= nil and not (type(opts.temperature) == 'number' and opts.temperature > 0) then
-        error('autonad: prior.from_table: opts.temperature must be a positive number', 2)
+        error('autonad: prior.from_table: opts.temperature must be a positive number', 0)
     end
     local function costs_of(stage, b, choices)
         local c = {}
@@ -182,7 +189,7 @@ function M.from_table(space, cost, opts)
             local v = cost(stage, b, x)
             if type(v) ~= 'number' or v ~= v or v < 0 or v == math.huge then
                 error('autonad: prior.from_table: cost(' .. tostring(stage) .. ', ' .. b .. ', ' .. x
-                    .. ') = ' .. tostring(v) .. ' is not a finite non-negative number', 3)
+                    .. ') = ' .. tostring(v) .. ' is not a finite non-negative number', 0)
             end
             c[x] = v
         end
@@ -201,7 +208,7 @@ end
 --- Checks that p is a prior for space (every position present, probabilities of the
 --- position's choices non-negative and summing to 1 within 1e-6); errors name the position.
 function M.check(space, p)
-    local function fail(where, msg) error('autonad: prior: ' .. where .. ' ' .. msg, 3) end
+    local function fail(where, msg) error('autonad: prior: ' .. where .. ' ' .. msg, 0) end
     if type(p) ~= 'table' or type(p.op) ~= 'table' or type(p.conv) ~= 'table' then
         fail('', 'must be a table { op = ..., conv = ... }')
     end
@@ -232,7 +239,9 @@ function M.load(path, space)
     local p = json.read(path)
     if space then
         local ok, err = pcall(M.check, space, p)
-        if not ok then error(tostring(err):gsub('^autonad: prior:', 'autonad: prior ' .. path .. ':'), 2) end
+        if not ok then
+            error((tostring(err):gsub('^autonad: prior:', 'autonad: prior ' .. path .. ':')), 0)
+        end
     end
     return p
 end

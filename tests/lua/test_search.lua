@@ -143,10 +143,15 @@ function tests.prior_from_jsonl_file_and_errors()
     f = io.open(path, 'a')
     f:write('{"arch": {"depth": [1,\n')
     f:close()
-    T.errors(function() prior.from_log(space, path) end, path .. ':7:')
+    T.errors(function() prior.from_log(space, path) end, 'autonad: prior: ' .. path .. ':7: ')
+    f = io.open(path, 'w')
+    f:write(json.encode(LOG[1]), '\n[1, 2]\n')
+    f:close()
+    T.errors(function() prior.read_log(path) end, 'autonad: prior: ' .. path .. ':2: not a JSON object')
     os.remove(path)
     local bad = rec(1, { 'transformer' }, 'mlp', '1x1')
-    T.errors(function() prior.from_log(space, { bad }) end, "record 1: op[1][1] = transformer is not in the space")
+    T.errors(function() prior.from_log(space, { bad }) end,
+        'autonad: prior.from_log: record 1: op[1][1] = transformer is not in the space')
     T.errors(function() prior.from_log(space, { { arch = bad.arch } }) end, 'forward_ms')
 end
 
@@ -185,7 +190,7 @@ function tests.prior_save_load_and_uniform()
     T.near(u.conv[10].dw3x3, 0.2, 1e-15)
     u.conv[4]['3x3'] = 0.5
     prior.save(path, u)
-    T.errors(function() prior.load(path, space) end, 'conv[4] sums to')
+    T.errors(function() prior.load(path, space) end, 'autonad: prior ' .. path .. ': conv[4] sums to')
     os.remove(path)
 end
 

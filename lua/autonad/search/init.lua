@@ -29,7 +29,7 @@
 -- (pareto: a list of { arch = ..., result = ... }; strategies may add fields).
 local M = {}
 
-local function fail(msg) error('autonad: search: ' .. msg, 3) end
+local function fail(msg) error('autonad: search: ' .. msg, 0) end
 
 local here = debug.getinfo(1, 'S').source:match('^@(.*)/[^/]*$') or '.'
 
@@ -55,7 +55,8 @@ function M.load(which)
             if p then
                 for f in p:lines() do
                     local n = f:match('([%w_]+)%.lua$')
-                    if n and n ~= 'init' and n ~= 'genetic' and n ~= 'common' then known[#known + 1] = n end
+                    local helper = n == 'init' or n == 'genetic' or n == 'common'
+                    if n and not helper then known[#known + 1] = n end
                 end
                 p:close()
             end
