@@ -10,6 +10,9 @@ usage: autonad <command> [arguments]
 
   run RECIPE             all stages of the recipe (resumes what a run directory holds)
   train-supernet RECIPE  single-path supernet training (logs every subnet's forward time)
+  search RECIPE          latency-aware prior + the recipe's search strategy on the supernet
+  finetune RECIPE [ARCH] fine-tune 'searched' (default), 'largest', 'smallest' or an arch file
+  eval RECIPE [TAG]      test metrics, latency, parameters, FLOPs of a fine-tuned subnet
   data info PATH         counts, sizes, mask histogram, unreadable files, duplicates
   version                the version and the BLAS in use
   help                   this text
@@ -70,14 +73,51 @@ function stages.train_supernet(ctx, opts)
     return 0
 end
 
+function stages.search(ctx, opts)
+    local s = require('autonad.pipeline.search').run(ctx, { fresh = opts.fresh })
+    local b = s.best_result or {}
+    print(string.format('search: %s, %d evaluations; best: accuracy %.2f, %.2f ms/image, %.2f M params -> %s',
+        s.strategy, s.evaluations, b.accuracy or 0, b.latency or 0, (b.params or 0) / 1e6, ctx:path('search.json')))
+    return 0
+end
+
+function stages.finetune(ctx, opts, which)
+    local s = require('autonad.pipeline.finetune').run(ctx, which, { fresh = opts.fresh })
+    print(string.format('finetune %s: best val %.4f at epoch %s -> %s', s.tag, s.best_val, tostring(s.best_epoch), s.weights))
+    return 0
+end
+
+function stages.eval(ctx, opts, tag)
+    local rep = require('autonad.pipeline.eval').run(ctx, tag)
+    local m = rep.metrics
+    local score = m.segmentation and m.segmentation.miou or (m.classification and m.classification.accuracy)
+    print(string.format('eval %s on %s: %s %.4f, latency %.2f ms (median, batch 1, %d threads), %.3f M params, %.3f GFLOPs -> %s',
+        rep.tag, rep.split, m.segmentation and 'mIoU' or 'accuracy', score or 0, rep.latency_ms.median,
+        rep.latency_ms.threads, rep.params / 1e6, rep.flops / 1e9, ctx:path('metrics_' .. rep.tag .. '.json')))
+    return 0
+end
+
 local commands = {}
 
 commands['train-supernet'] = function(pos, opts) return stages.train_supernet(load_context(pos, opts), opts) end
 
+commands.search = function(pos, opts) return stages.search(load_context(pos, opts), opts) end
+commands.finetune = function(pos, opts) return stages.finetune(load_context(pos, opts), opts, pos[2]) end
+commands.eval = function(pos, opts) return stages.eval(load_context(pos, opts), opts, pos[2]) end
+
 commands.run = function(pos, opts)
     local ctx = load_context(pos, opts)
-    local rc = stages.train_supernet(ctx, opts)
-    return rc
+    stages.train_supernet(ctx, opts)
+    local which = ctx.recipe.finetune.arch
+    if which == 'searched' then stages.search(ctx, opts) end
+    stages.finetune(ctx, opts, which)
+    stages.eval(ctx, opts, which:match('^[%w_]+$') and which or 'custom')
+    local base = ctx.recipe.finetune.baseline
+    if base then
+        stages.finetune(ctx, opts, base)
+        stages.eval(ctx, opts, base:match('^[%w_]+$') and base or 'custom')
+    end
+    return 0
 end
 
 commands.data = function(pos, opts)
