@@ -25,8 +25,12 @@
 --   dec.out{s} conv=T               top-down resize + add, out slot conv + GroupNorm+ReLU
 --   dec.fuse                        3 resizes, concat, fuse, seg1, seg2 (+ their norms)
 --   head                            resize to the input size, the final 3x3 conv
--- A table holds one input size, batch, thread count, in_channels, classes and decoder width
--- (its meta); only the segmentation head is covered.
+-- A table holds one input size, batch, thread count, in_channels, classes, decoder width,
+-- clock and statistic (its meta); only the segmentation head is covered.
+--
+-- Clocks: latency is wall time on the monotonic clock. On a machine shared with other work
+-- (load above the core count) preemption inflates every wall-time sample, even the minimum;
+-- with one thread, clock = 'thread_cpu' (the thread's CPU time) times the work alone.
 local ffi = require 'ffi'
 local autonad = require 'autonad'
 local arch_mod = require 'autonad.arch'
@@ -46,15 +50,29 @@ ffi.cdef [[
 typedef struct nad_latency_timespec { int64_t tv_sec; int64_t tv_nsec; } nad_latency_timespec;
 int nad_latency_clock_gettime(int32_t clk, nad_latency_timespec *ts) __asm__("clock_gettime");
 ]]
-local CLOCK_MONOTONIC = 1
+-- Linux's clock ids: the monotonic wall clock, and the CPU time of the calling thread
+local CLOCKS = { monotonic = 1, thread_cpu = 3 }
 local ts = ffi.new('nad_latency_timespec')
 
---- Milliseconds on the monotonic clock (an arbitrary origin: use differences).
-function M.now_ms()
-    ffi.C.nad_latency_clock_gettime(CLOCK_MONOTONIC, ts)
+--- Milliseconds on clock `which` (default 'monotonic'; 'thread_cpu': the CPU time of this
+--- thread), from an arbitrary origin: use differences.
+function M.now_ms(which)
+    ffi.C.nad_latency_clock_gettime(CLOCKS[which or 'monotonic'], ts)
     return tonumber(ts.tv_sec) * 1e3 + tonumber(ts.tv_nsec) * 1e-6
 end
 local now = M.now_ms
+
+-- checks opts.clock against the thread count; returns the clock's name
+local function clock_of(clock, threads, where)
+    clock = clock or 'monotonic'
+    if not CLOCKS[clock] then
+        error("autonad: latency." .. where .. ": clock must be 'monotonic' or 'thread_cpu', got " .. tostring(clock), 3)
+    end
+    if clock == 'thread_cpu' and threads ~= 1 then
+        error('autonad: latency.' .. where .. ": the 'thread_cpu' clock times one thread: set threads = 1", 3)
+    end
+    return clock
+end
 
 --- { median, min, p90, mean, n } of a list of numbers (p90: nearest rank).
 function M.stats(samples)
@@ -83,20 +101,20 @@ end
 -- samples (ms per call) of fn: warm-up calls, then `repeats` samples, each `inner` calls long
 -- with inner chosen so a sample lasts at least min_ms (small modules would else be timed at
 -- the clock's resolution). The collector is stopped while sampling.
-local function sample(fn, warmup, repeats, min_ms)
+local function sample(fn, warmup, repeats, min_ms, clock)
     for _ = 1, warmup do fn() end
     local inner = 1
     if min_ms and min_ms > 0 then
-        local t0 = now(); fn(); local one = now() - t0
+        local t0 = now(clock); fn(); local one = now(clock) - t0
         inner = math.max(1, math.ceil(min_ms / math.max(one, 1e-4)))
     end
     collectgarbage('collect')
     collectgarbage('stop')
     local out = {}
     for r = 1, repeats do
-        local t0 = now()
+        local t0 = now(clock)
         for _ = 1, inner do fn() end
-        out[r] = (now() - t0) / inner
+        out[r] = (now(clock) - t0) / inner
     end
     collectgarbage('restart')
     return out
@@ -118,22 +136,26 @@ end
 --- input [batch, H, W, Cin] of normal noise; opts.warmup (5) untimed forwards, then
 --- opts.repeats (20) timed ones, each on its own, with opts.threads threads (restored after).
 --- opts: input = {H, W} (or a number; default 128), batch (1), threads (current), warmup,
---- repeats, seed (0). Returns { median, min, p90, mean, n } in ms per image (time / batch),
---- plus samples (ms per forward, whole batch), batch and threads.
+--- repeats, seed (0), clock ('monotonic': wall time, the latency; 'thread_cpu': this thread's
+--- CPU time, for threads = 1 on a machine shared with other work, where preemption inflates
+--- wall time). Returns { median, min, p90, mean, n } in ms per image (time / batch), plus
+--- samples (ms per forward, whole batch), batch, threads and clock.
 function M.measure(net, a, opts)
     opts = opts or {}
     local batch, hw = opts.batch or 1, input_hw(opts)
+    local threads = opts.threads or autonad.get_num_threads()
+    local clock = clock_of(opts.clock, threads, 'measure')
     local x = make_input(batch, hw, net.in_channels, opts.seed)
     net:set_training(false)
     net:set_arch(a)
     local samples
-    with_threads(opts.threads, function()
-        samples = sample(function() net:forward(x) end, opts.warmup or 5, opts.repeats or 20, nil)
+    with_threads(threads, function()
+        samples = sample(function() net:forward(x) end, opts.warmup or 5, opts.repeats or 20, nil, clock)
     end)
     local per_image = {}
     for i, v in ipairs(samples) do per_image[i] = v / batch end
     local r = M.stats(per_image)
-    r.samples, r.batch, r.threads = samples, batch, opts.threads or autonad.get_num_threads()
+    r.samples, r.batch, r.threads, r.clock = samples, batch, threads, clock
     return r
 end
 
@@ -329,7 +351,8 @@ end
 --- in_channels (1), classes (2), seed (0), warmup (3), repeats (11), min_sample_ms (2),
 --- stat ('median' or 'min': the statistic of the samples an entry keeps; 'min' resists a
 --- machine shared with other work, where preemption inflates the median), net (a Supernet of
---- this space with the seg head; built when absent), log (function(line); default silent).
+--- this space with the seg head; built when absent), clock (as in measure), log
+--- (function(line); default silent).
 --- Returns { version, meta = {...}, entries = { key = ms per image } }.
 function M.build_table(space, opts)
     opts = opts or {}
@@ -344,6 +367,7 @@ function M.build_table(space, opts)
         blas = autonad.blas_info(), warmup = opts.warmup or 3, repeats = opts.repeats or 11,
         min_sample_ms = opts.min_sample_ms or 2, stat = opts.stat or 'median',
     }
+    m.clock = clock_of(opts.clock, m.threads, 'build_table')
     if m.stat ~= 'median' and m.stat ~= 'min' then
         error("autonad: latency.build_table: stat must be 'median' or 'min', got " .. tostring(m.stat), 2)
     end
@@ -367,7 +391,7 @@ function M.build_table(space, opts)
             net:set_arch(g[1].arch)
             net:forward(x)
             for _, j in ipairs(g) do
-                local st = M.stats(sample(j.fn(net, x), m.warmup, m.repeats, m.min_sample_ms))
+                local st = M.stats(sample(j.fn(net, x), m.warmup, m.repeats, m.min_sample_ms, m.clock))
                 entries[j.key] = st[m.stat] / batch
                 n = n + 1
                 log(string.format('%-44s %9.4f ms  (min %.4f, p90 %.4f)', j.key, st.median / batch,
@@ -401,7 +425,8 @@ end
 
 --- The predictor's error against measurement on opts.count (50) random subnets of space drawn
 --- with seed opts.seed (0), measured with the table's input size, batch and threads, and
---- compared on the table's statistic (meta.stat: the median or the min of the timed runs).
+--- compared on the table's statistic (meta.stat: the median or the min of the timed runs)
+--- and clock (meta.clock).
 --- opts: count, seed, warmup (5), repeats (20), net (else built from the table's meta),
 --- log (function(line); default print). Returns { median, worst, bias (mean signed relative
 --- error), count, rows = { {arch, measured, predicted, error}, ... } }; errors are relative
@@ -418,15 +443,15 @@ function M.check(space, tbl, opts)
     local rng = random.new(opts.seed or 0)
     local count = opts.count or 50
     local stat = m.stat or 'median'
-    log(string.format("latency check: %d subnets of '%s', %dx%d, batch %d, %d thread(s)",
-        count, tostring(space.name), m.input[1], m.input[2], m.batch, m.threads))
+    log(string.format("latency check: %d subnets of '%s', %dx%d, batch %d, %d thread(s), %s clock",
+        count, tostring(space.name), m.input[1], m.input[2], m.batch, m.threads, m.clock or 'monotonic'))
     log(string.format('%5s %12s %13s %9s   (%s of the timed runs)', '#', 'measured ms', 'predicted ms',
         'error %', stat))
     local rows, abs, bias = {}, {}, 0
     for i = 1, count do
         local a = arch_mod.sample(space, rng)
         local r = M.measure(net, a, { input = m.input, batch = m.batch, threads = m.threads,
-            warmup = opts.warmup or 5, repeats = opts.repeats or 20 })
+            clock = m.clock, warmup = opts.warmup or 5, repeats = opts.repeats or 20 })
         local p, meas = M.predict(tbl, a), r[stat]
         local e = (p - meas) / meas
         rows[i] = { arch = a, measured = meas, predicted = p, error = e, p90 = r.p90, min = r.min }

@@ -63,6 +63,16 @@ function tests.measure_orders_statistics_and_restores_threads()
     local st = latency.stats(r.samples)
     T.near(r.median, st.median / 2, 1e-12)
     T.eq(net().training, false, 'evaluation mode')
+    T.eq(r.clock, 'monotonic')
+    -- the thread's CPU time: one thread only
+    local c = latency.measure(net(), a, { input = INPUT, threads = 1, warmup = 0, repeats = 3, clock = 'thread_cpu' })
+    T.ok(c.min > 0 and c.p90 >= c.median and c.median >= c.min)
+    T.eq(c.clock, 'thread_cpu')
+    T.errors(function() latency.measure(net(), a, { input = INPUT, threads = 2, clock = 'thread_cpu' }) end,
+        "the 'thread_cpu' clock times one thread")
+    T.errors(function() latency.measure(net(), a, { input = INPUT, threads = 1, clock = 'tsc' }) end,
+        "clock must be 'monotonic' or 'thread_cpu'")
+    T.eq(autonad.get_num_threads(), 2, 'thread count unchanged by a refused call')
     autonad.set_num_threads(1)
 end
 
