@@ -6,7 +6,7 @@ return {
     seed = 0,
     threads = 2,
     task = 'segmentation',
-    data = { kind = 'generated', n = 240, size = { 64, 64 }, classes = { 1, 2, 3 }, surface = 'mixed' },
+    data = { kind = 'generated', n = 400, size = { 64, 64 }, classes = { 2, 4, 5 }, surface = 'mixed' },
     space = {
         name = 'quickstart',
         head_dim = 32,
@@ -25,5 +25,10 @@ return {
             pool_sizes = { { 1 }, { 1, 2 }, { 2, 3 }, { 3, 4 } },
         },
     },
-    supernet = { epochs = 6, batch = 8, lr = 2e-3, warmup_epochs = 1, eval_every = 3 },
+    supernet = { epochs = 15, batch = 8, lr = 2e-3, warmup_epochs = 1, eval_every = 5 },
+    prior = { kind = 'latency_log', top = 60, mix = 0.9 },
+    search = { strategy = 'evolution', latency_weight = 5, params = { 0.1e6, 2e6 }, val_images = 32,
+               options = { population = 8, parents = 4, mutations = 4, crossovers = 4, generations = 3,
+                           warmup = 4, baseline = 4 } },
+    finetune = { epochs = 8, batch = 8, lr = 5e-4, warmup_epochs = 0.5, baseline = 'largest' },
 }

@@ -89,10 +89,9 @@ end
 
 function stages.eval(ctx, opts, tag)
     local rep = require('autonad.pipeline.eval').run(ctx, tag)
-    local m = rep.metrics
-    local score = m.segmentation and m.segmentation.miou or (m.classification and m.classification.accuracy)
+    local m, seg = rep.metrics, ctx.recipe.task == 'segmentation'
     print(string.format('eval %s on %s: %s %.4f, latency %.2f ms (median, batch 1, %d threads), %.3f M params, %.3f GFLOPs -> %s',
-        rep.tag, rep.split, m.segmentation and 'mIoU' or 'accuracy', score or 0, rep.latency_ms.median,
+        rep.tag, rep.split, seg and 'mIoU' or 'accuracy', (seg and m.miou or m.accuracy) or 0, rep.latency_ms.median,
         rep.latency_ms.threads, rep.params / 1e6, rep.flops / 1e9, ctx:path('metrics_' .. rep.tag .. '.json')))
     return 0
 end

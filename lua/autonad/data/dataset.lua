@@ -57,6 +57,7 @@ end
 --- A dataset holding the samples at the given indices (a split), same root and classes.
 function Dataset:subset(indices, name)
     local d = M.new(name or self.name, self.root, self.task, self.classes)
+    d.synth = self.synth -- generated samples keep their generator
     for _, i in ipairs(indices) do
         local s = self.samples[i]
         d.samples[#d.samples + 1] = s

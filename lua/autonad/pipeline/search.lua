@@ -107,7 +107,8 @@ function M.run(ctx, opts)
     end
     local result = search.run(strategy, sctx)
     local out = { best = result.best, best_result = result.best_result, pareto = result.pareto,
-        strategy = type(cfg.strategy) == 'string' and cfg.strategy or 'custom', evaluations = #(result.history or {}) }
+        strategy = type(cfg.strategy) == 'string' and cfg.strategy or 'custom', evaluations = result.evaluated or evaluated,
+        latency_base = result.latency_base, history = result.history }
     json.write(ctx:path('search.json'), out)
     return out
 end
