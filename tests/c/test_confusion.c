@@ -123,7 +123,8 @@ Test(confusion, bad_label_names_the_first_row_and_leaves_matrix)
                                        "[0, 4) nor the ignore label 255");
     nad_tensor *short_labels = tc_zeros(TC_SIZES(5));
     cr_assert_eq(nad_confusion_update(ws, 255, logits, short_labels, m), NAD_EINVAL);
-    cr_assert_str_eq(nad_last_error(), "confusion_update: labels has 5 elements, logits has 6 rows");
+    cr_assert_str_eq(nad_last_error(),
+                     "confusion_update: labels has 5 elements, logits has 6 rows");
     cr_assert_eq(nad_confusion_update(NULL, 255, logits, labels, m), NAD_EINVAL);
     cr_assert_str_eq(nad_last_error(), "confusion_update: workspace: NULL workspace");
     for (int i = 0; i < 16; i++) cr_assert_eq(m[i], 7, "matrix untouched");
