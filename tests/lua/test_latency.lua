@@ -115,6 +115,13 @@ function tests.table_covers_every_configuration()
     local rng = autonad.rng(9)
     for _ = 1, 200 do T.ok(latency.predict(t, arch.sample(space, rng)) > 0) end
     T.ok(latency.predict(t, arch.largest(space)) > latency.predict(t, arch.smallest(space)) * 0.5)
+    -- only: a subset of the entries
+    local part = latency.build_table(space, { net = net(), input = INPUT, threads = 1, warmup = 0,
+        repeats = 1, min_sample_ms = 0, only = { head = true, ['stage2.norm c=64'] = true } })
+    local names = {}
+    for k in pairs(part.entries) do names[#names + 1] = k end
+    table.sort(names)
+    T.eq(table.concat(names, ','), 'head,stage2.norm c=64')
     T.eq(t.meta.threads, 1)
     T.eq(t.meta.input[1], 32)
     T.eq(t.meta.decoder_width, space.decoder.width)
