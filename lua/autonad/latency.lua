@@ -351,8 +351,8 @@ end
 --- in_channels (1), classes (2), seed (0), warmup (3), repeats (11), min_sample_ms (2),
 --- stat ('median' or 'min': the statistic of the samples an entry keeps; 'min' resists a
 --- machine shared with other work, where preemption inflates the median), net (a Supernet of
---- this space with the seg head; built when absent), clock (as in measure), log
---- (function(line); default silent).
+--- this space with the seg head; built when absent), clock (as in measure), only (a set
+--- { key = true }: measure these entries only), log (function(line); default silent).
 --- Returns { version, meta = {...}, entries = { key = ms per image } }.
 function M.build_table(space, opts)
     opts = opts or {}
@@ -379,9 +379,11 @@ function M.build_table(space, opts)
     -- group the jobs by architecture: one set_arch + forward fills the buffers for all of them
     local groups, order = {}, {}
     for _, j in ipairs(jobs_for(space, m)) do
-        local k = arch_mod.key(j.arch)
-        if not groups[k] then groups[k] = {}; order[#order + 1] = k end
-        table.insert(groups[k], j)
+        if not opts.only or opts.only[j.key] then
+            local k = arch_mod.key(j.arch)
+            if not groups[k] then groups[k] = {}; order[#order + 1] = k end
+            table.insert(groups[k], j)
+        end
     end
     local entries, n = {}, 0
     local t0 = now()
