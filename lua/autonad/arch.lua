@@ -93,6 +93,14 @@ function M.smallest(space)
         first_of({ '1x1', 'dw3x3', '3x3', 'dil3x3', '5x5' }), min_of)
 end
 
+local function mid(list) return list[math.ceil(#list / 2)] end
+
+--- A fixed middle subnet: the middle choice of every list (for reports beside the largest
+--- and the smallest).
+function M.middle(space)
+    return extreme(space, mid, mid, mid, mid)
+end
+
 local function contains(list, v) for _, x in ipairs(list) do if x == v then return true end end return false end
 
 local function bad(gene, msg) error('autonad: arch.' .. gene .. ': ' .. msg, 0) end

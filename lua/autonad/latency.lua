@@ -214,6 +214,46 @@ function M.predict(tbl, a)
     return sum
 end
 
+--- A cost function for autonad.prior.from_table: cost(stage, block, op) = the table's mean
+--- over the stage's widths and ratios of that operator's block latency (the prior fixes
+--- operators per position only), and cost('decoder', slot, type) = the mean over the input
+--- widths (and pool sizes for PPM slots) of that slot's entries with that conv type.
+function M.cost_function(tbl, space)
+    local m = tbl.meta
+    local function mean_of(keys)
+        local sum, n = 0, 0
+        for _, k in ipairs(keys) do
+            local v = tbl.entries[k]
+            if not v then error("autonad: latency.cost_function: no entry '" .. k .. "' in the table", 0) end
+            sum, n = sum + v, n + 1
+        end
+        return sum / n
+    end
+    return function(stage, b, choice)
+        local keys = {}
+        if stage == 'decoder' then
+            local name = m.slots[b]
+            local kind, idx = name:match('^(%a+)(%d)$')
+            idx = tonumber(idx)
+            if kind == 'ppm' then
+                for _, c4 in ipairs(space.stages[4].width) do
+                    for _, p in ipairs(space.decoder.pool_sizes[idx]) do keys[#keys + 1] = key.ppm(idx, c4, p, choice) end
+                end
+            elseif kind == 'lateral' then
+                for _, c in ipairs(space.stages[idx].width) do keys[#keys + 1] = key.lateral(idx, c, choice) end
+            else
+                keys[1] = key.out(idx, choice)
+            end
+        else
+            local st = space.stages[stage]
+            for _, c in ipairs(st.width) do
+                for _, r in ipairs(st.ratio) do keys[#keys + 1] = key.block(stage, c, r, choice) end
+            end
+        end
+        return mean_of(keys)
+    end
+end
+
 ---------------------------------------------------------------------------------------------
 -- building the table
 

@@ -45,7 +45,7 @@ S.supernet = {
     augment = opt('any', 'flips_rotations', "'flips_rotations', 'none' or a table of augment fields"),
     sandwich = opt('boolean', false, 'sandwich rule: largest + smallest + one random subnet per step'),
     time_limit = opt('number', nil, 'stop after this many seconds (at an epoch end) and keep the checkpoint'),
-    eval_every = opt('integer', 0, 'evaluate largest/smallest subnets on val every N epochs (0: never)'),
+    eval_every = opt('integer', 0, 'evaluate the largest, middle and smallest subnets on val every N epochs (0: never)'),
 }
 S.prior = {
     kind = opt('string', 'latency_log', "'uniform', 'latency_log' (the paper) or 'latency_table'"),

@@ -148,7 +148,7 @@ function M.run(ctx, opts)
         if cfg.eval_every > 0 and epoch % cfg.eval_every == 0 then
             net:set_training(false)
             rec.val = {}
-            for name, a in pairs({ largest = largest, smallest = smallest }) do
+            for name, a in pairs({ largest = largest, smallest = smallest, middle = arch.middle(space) }) do
                 rec.val[name] = require('autonad.pipeline.evaluate').subnet(ctx, net, a, 'val').summary
             end
             net:set_training(true)
