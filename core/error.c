@@ -2,15 +2,20 @@
 #include "internal.h"
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_error[512];
 
 int nad_fail(int code, const char *fmt, ...)
 {
+    /* format into a local buffer first: an argument may be nad_last_error() itself (an
+       operator adding context to a callee's message) */
+    char buf[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(last_error, buf, sizeof buf);
     return code;
 }
 
