@@ -13,6 +13,11 @@ usage: autonad <command> [arguments]
   search RECIPE          latency-aware prior + the recipe's search strategy on the supernet
   finetune RECIPE [ARCH] fine-tune 'searched' (default), 'largest', 'smallest' or an arch file
   eval RECIPE [TAG]      test metrics, latency, parameters, FLOPs of a fine-tuned subnet
+  latency RECIPE [TAG]   measured latency of a fine-tuned subnet (batch 1, the recipe's threads)
+  latency RECIPE --check N   build the per-operator latency table and report its error
+                         against measurement on N random subnets (median and worst)
+  predict RECIPE IMAGE...    masks (PNG) or labels of images from the fine-tuned subnet
+                         (--tag TAG, --out DIR)
   data info PATH         counts, sizes, mask histogram, unreadable files, duplicates
   version                the version and the BLAS in use
   help                   this text
@@ -40,7 +45,7 @@ local function parse(args, first)
             i = i + 1
         elseif a:match('^%-%-set=') then opts.set[#opts.set + 1] = a:sub(7)
         elseif a == '--fresh' or a == '--quiet' then opts[a:sub(3)] = true
-        elseif a == '--output' or a == '--kind' or a == '--splits' then
+        elseif a == '--output' or a == '--kind' or a == '--splits' or a == '--check' or a == '--tag' or a == '--out' then
             opts[a:sub(3)] = args[i + 1] or error('autonad: ' .. a .. ' needs a value', 0)
             i = i + 1
         elseif a:match('^%-%-') then error('autonad: unknown option ' .. a .. ' (see autonad help)', 0)
@@ -99,6 +104,41 @@ end
 local commands = {}
 
 commands['train-supernet'] = function(pos, opts) return stages.train_supernet(load_context(pos, opts), opts) end
+
+commands.latency = function(pos, opts)
+    local ctx = load_context(pos, opts)
+    local lat = require 'autonad.latency'
+    local r = ctx.recipe
+    if opts.check then
+        local n = tonumber(opts.check) or error('autonad: --check needs a number of subnets', 0)
+        local tbl = lat.build_table(ctx.space, { input = r.data.size, batch = 1, threads = r.threads,
+            in_channels = r.data.channels, classes = ctx:num_classes(),
+            log = not opts.quiet and function(l) io.stderr:write(l, '\n') end or nil })
+        lat.save(tbl, ctx:path('latency_table.json'))
+        local res = lat.check(ctx.space, tbl, { count = n })
+        print(string.format('latency predictor on %d random subnets: median error %.1f %%, worst %.1f %% -> %s',
+            n, 100 * res.median, 100 * res.worst, ctx:path('latency_table.json')))
+        return 0
+    end
+    local net, a = require('autonad.pipeline.eval').load_subnet(ctx, pos[2] or 'searched')
+    local m = lat.measure(net, a, { input = r.data.size, batch = 1, threads = r.threads, warmup = 5, repeats = 30 })
+    print(string.format('latency %s: median %.3f ms, min %.3f, p90 %.3f (batch 1, %dx%d, %d threads, %d runs)',
+        pos[2] or 'searched', m.median, m.min, m.p90, r.data.size[1], r.data.size[2], r.threads, m.n))
+    return 0
+end
+
+commands.predict = function(pos, opts)
+    local ctx = load_context({ pos[1] }, opts)
+    local paths = {}
+    for i = 2, #pos do paths[#paths + 1] = pos[i] end
+    if #paths == 0 then error('autonad: predict needs image files', 0) end
+    local res, dir = require('autonad.pipeline.predict').run(ctx, paths, { tag = opts.tag, out = opts.out })
+    for _, rec in ipairs(res) do
+        print(rec.mask and (rec.image .. ' -> ' .. rec.mask) or (rec.image .. ': ' .. rec.class_name))
+    end
+    io.stderr:write('predict: ', #res, ' images -> ', dir, '\n')
+    return 0
+end
 
 commands.search = function(pos, opts) return stages.search(load_context(pos, opts), opts) end
 commands.finetune = function(pos, opts) return stages.finetune(load_context(pos, opts), opts, pos[2]) end
