@@ -109,8 +109,8 @@ function M.run(ctx, which, opts)
             loss_sum, n, it = loss_sum + loss, n + 1, it + 1
             prog:step(1, { { 'epoch', epoch .. '/' .. cfg.epochs }, { 'loss', loss_sum / n } })
         end
-        local val = evaluate.subnet(ctx, net, nil, 'val', { loader = val_loader }).summary
-        local score = M.score(val)
+        local ev = evaluate.subnet(ctx, net, nil, 'val', { loader = val_loader })
+        local val, score = ev.table, M.score(ev.summary)
         local rec = { epoch = epoch, loss = loss_sum / math.max(n, 1), val_score = score }
         history[#history + 1] = rec
         ctx:log('finetune_' .. tag, rec)

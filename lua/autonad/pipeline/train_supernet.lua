@@ -149,7 +149,7 @@ function M.run(ctx, opts)
             net:set_training(false)
             rec.val = {}
             for name, a in pairs({ largest = largest, smallest = smallest, middle = arch.middle(space) }) do
-                rec.val[name] = require('autonad.pipeline.evaluate').subnet(ctx, net, a, 'val').summary
+                rec.val[name] = require('autonad.pipeline.evaluate').subnet(ctx, net, a, 'val').table
             end
             net:set_training(true)
         end
