@@ -6,24 +6,7 @@
 #include "bench_util.h"
 #include <string.h>
 
-enum { BATCH = 8, HEAD_DIM = 32 };
-
-/* ---- tensors ---- */
-
-static nad_rng g_rng = {1, 0};
-
-static nad_tensor *rand_tensor(int32_t nd, const int64_t *sz)
-{
-    nad_tensor *t = nad_tensor_new(nd, sz);
-    if (t) nad_rng_uniform(&g_rng, -1, 1, t);
-    return t;
-}
-
-static nad_tensor *empty(void)
-{
-    int64_t z = 0;
-    return nad_tensor_new(1, &z);
-}
+enum { BATCH = 8 };
 
 static void free_all(nad_tensor **ts, int n)
 {
@@ -117,8 +100,8 @@ static void bench_linear(const char *what, int64_t rows, int64_t in, int64_t out
     char name[96];
     snprintf(name, sizeof name, "%s [%lld,%lld]->%lld", what, (long long)rows, (long long)in,
              (long long)out);
-    lin_ctx c = {rand_tensor(2, (int64_t[]){rows, in}), rand_tensor(2, (int64_t[]){out, in}),
-                 rand_tensor(1, &out), empty(), rand_tensor(2, (int64_t[]){rows, out}), empty(),
+    lin_ctx c = {bench_rand(2, (int64_t[]){rows, in}), bench_rand(2, (int64_t[]){out, in}),
+                 bench_rand(1, &out), bench_empty(), bench_rand(2, (int64_t[]){rows, out}), bench_empty(),
                  nad_tensor_new(2, (int64_t[]){out, in}), nad_tensor_new(1, &out)};
     bench_result f = bench_time(name, lin_fwd, &c), b = bench_time(name, lin_bwd, &c);
     double flops = 2.0 * rows * in * out;
@@ -154,9 +137,9 @@ static void bench_conv(const char *what, int64_t h, int64_t w, int64_t ci, int64
     snprintf(name, sizeof name, "%s [%d,%lld,%lld,%lld]->%lld", what, BATCH, (long long)h,
              (long long)w, (long long)ci, (long long)co);
     int64_t wsz[4] = {co, k, k, ci / groups};
-    conv_ctx c = {rand_tensor(4, (int64_t[]){BATCH, h, w, ci}), rand_tensor(4, wsz),
-                  bias ? rand_tensor(1, &co) : NULL, empty(),
-                  rand_tensor(4, (int64_t[]){BATCH, h, w, co}), empty(), nad_tensor_new(4, wsz),
+    conv_ctx c = {bench_rand(4, (int64_t[]){BATCH, h, w, ci}), bench_rand(4, wsz),
+                  bias ? bench_rand(1, &co) : NULL, bench_empty(),
+                  bench_rand(4, (int64_t[]){BATCH, h, w, co}), bench_empty(), nad_tensor_new(4, wsz),
                   bias ? nad_tensor_new(1, &co) : NULL, nad_workspace_new(0),
                   {1, (int32_t)(k / 2), 1, groups}};
     bench_result f = bench_time(name, conv_fwd, &c), b = bench_time(name, conv_bwd, &c);
@@ -166,91 +149,47 @@ static void bench_conv(const char *what, int64_t h, int64_t w, int64_t ci, int64
     nad_workspace_free(c.ws);
 }
 
-/* ---- attention, as lua/autonad/supernet/mixers.lua builds it ----
-   q [N,L,C] and kv [N,Lk,2C] (k = kv[..., :C], v = kv[..., C:]) viewed per head as
-   [N,h,L,32]; S = q k^T / sqrt(32), A = softmax(S), O = A v written into [N,L,C].
-   Backward from dO: dA = dO v^T, dv = A^T dO, dS = softmax'(A, dA), dq = dS k / sqrt(32),
-   dk = dS^T q / sqrt(32) (dq, dk, dv in per-head views of [N,L,C] and [N,Lk,2C]). */
-
-typedef struct attn_ctx {
-    nad_tensor *q, *kv, *o, *d_o, *dq, *dkv, *s, *a, *da, *ds;       /* owned storage */
-    nad_tensor *qh, *kh, *vh, *oh, *doh, *dqh, *dkh, *dvh;           /* per-head views */
-    float scale;
-} attn_ctx;
-
-/* [n, l, parts*h*32] -> the part-th [n, h, l, 32] per-head view. */
-static nad_tensor *heads(nad_tensor *t, int64_t n, int64_t l, int64_t h, int part, int parts)
-{
-    nad_tensor *r = nad_tensor_reshape(t, 4, (int64_t[]){n, l, parts * h, HEAD_DIM});
-    nad_tensor *p = nad_tensor_permute(r, (int32_t[]){0, 2, 1, 3});
-    nad_tensor *v = nad_tensor_narrow(p, 1, part * h, h);
-    nad_tensor_free(r), nad_tensor_free(p);
-    return v;
-}
+/* ---- attention (bench_attn in bench_util.h): fwd = S, softmax, O; bwd = the other four
+   products and softmax's backward ---- */
 
 static int attn_fwd(void *p)
 {
-    attn_ctx *c = p;
-    int rc = nad_matmul(0, 1, c->scale, c->qh, c->kh, 0, c->s);
-    if (!rc) rc = nad_softmax_forward(c->s, c->a);
-    if (!rc) rc = nad_matmul(0, 0, 1, c->a, c->vh, 0, c->oh);
+    bench_attn *c = p;
+    int rc = bench_attn_scores(c);
+    if (!rc) rc = bench_attn_softmax(c);
+    if (!rc) rc = bench_attn_out(c);
     return rc;
 }
 
 static int attn_bwd(void *p)
 {
-    attn_ctx *c = p;
-    int rc = nad_matmul(0, 1, 1, c->doh, c->vh, 0, c->da);
-    if (!rc) rc = nad_matmul(1, 0, 1, c->a, c->doh, 0, c->dvh);
-    if (!rc) rc = nad_softmax_backward(c->a, c->da, c->ds);
-    if (!rc) rc = nad_matmul(0, 0, c->scale, c->ds, c->kh, 0, c->dqh);
-    if (!rc) rc = nad_matmul(1, 0, c->scale, c->ds, c->qh, 0, c->dkh);
+    bench_attn *c = p;
+    int rc = bench_attn_da(c);
+    if (!rc) rc = bench_attn_dv(c);
+    if (!rc) rc = bench_attn_softmax_bwd(c);
+    if (!rc) rc = bench_attn_dq(c);
+    if (!rc) rc = bench_attn_dk(c);
     return rc;
 }
 
-static int sm_fwd(void *p)
-{
-    attn_ctx *c = p;
-    return nad_softmax_forward(c->s, c->a);
-}
-
-static int sm_bwd(void *p)
-{
-    attn_ctx *c = p;
-    return nad_softmax_backward(c->a, c->da, c->ds);
-}
+static int sm_fwd(void *p) { return bench_attn_softmax(p); }
+static int sm_bwd(void *p) { return bench_attn_softmax_bwd(p); }
 
 static void bench_attention(const char *what, int64_t l, int64_t lk, int64_t ch)
 {
     char name[96];
-    int64_t h = ch / HEAD_DIM, n = BATCH;
+    bench_attn c;
     snprintf(name, sizeof name, "%s C=%lld h=%lld L=%lld Lk=%lld", what, (long long)ch,
-             (long long)h, (long long)l, (long long)lk);
-    int64_t ssz[4] = {n, h, l, lk};
-    attn_ctx c = {.q = rand_tensor(3, (int64_t[]){n, l, ch}),
-                  .kv = rand_tensor(3, (int64_t[]){n, lk, 2 * ch}),
-                  .o = nad_tensor_new(3, (int64_t[]){n, l, ch}),
-                  .d_o = rand_tensor(3, (int64_t[]){n, l, ch}),
-                  .dq = nad_tensor_new(3, (int64_t[]){n, l, ch}),
-                  .dkv = nad_tensor_new(3, (int64_t[]){n, lk, 2 * ch}),
-                  .s = nad_tensor_new(4, ssz), .a = nad_tensor_new(4, ssz),
-                  .da = nad_tensor_new(4, ssz), .ds = nad_tensor_new(4, ssz),
-                  .scale = 1.0f / sqrtf((float)HEAD_DIM)};
-    c.qh = heads(c.q, n, l, h, 0, 1);
-    c.kh = heads(c.kv, n, lk, h, 0, 2);
-    c.vh = heads(c.kv, n, lk, h, 1, 2);
-    c.oh = heads(c.o, n, l, h, 0, 1);
-    c.doh = heads(c.d_o, n, l, h, 0, 1);
-    c.dqh = heads(c.dq, n, l, h, 0, 1);
-    c.dkh = heads(c.dkv, n, lk, h, 0, 2);
-    c.dvh = heads(c.dkv, n, lk, h, 1, 2);
+             (long long)(ch / BENCH_HEAD_DIM), (long long)l, (long long)lk);
+    if (bench_attn_init(&c, BATCH, l, lk, ch)) {
+        fprintf(stderr, "%s: %s\n", name, nad_last_error());
+        return;
+    }
     bench_result f = bench_time(name, attn_fwd, &c), b = bench_time(name, attn_bwd, &c);
-    double flops = 2.0 * 2 * n * h * l * lk * HEAD_DIM; /* two products forward, four back */
-    add_row(name, flops, f, 2 * flops, b);
+    add_row(name, bench_attn_flops(&c, 2), f, bench_attn_flops(&c, 4), b);
     bench_result sf = bench_time(name, sm_fwd, &c), sb = bench_time(name, sm_bwd, &c);
     add_row("  of which softmax (ms, share of the row)", 0, sf, 0, sb);
-    free_all((nad_tensor *[]){c.q, c.kv, c.o, c.d_o, c.dq, c.dkv, c.s, c.a, c.da, c.ds, c.qh,
-                              c.kh, c.vh, c.oh, c.doh, c.dqh, c.dkh, c.dvh}, 18);
+    bench_attn_free(&c);
 }
 
 /* ---- the network at one input size ---- */
@@ -316,5 +255,6 @@ int main(int argc, char **argv)
            "after the table\n", BENCH_REPEATS, 1e3 * BENCH_MIN_SAMPLE_S, BENCH_WARMUP);
     bench_input(128);
     bench_input(200);
+    bench_finish();
     return 0;
 }
