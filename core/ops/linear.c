@@ -69,7 +69,7 @@ int nad_linear_forward(const nad_tensor *x, const nad_tensor *w, const nad_tenso
                        nad_tensor *y)
 {
     const char *fn = "linear_forward";
-    rowmat xm, wm;
+    rowmat xm = {0}, wm = {0};
     int rc = nad_check_tensor(fn, "x", x);
     if (rc || (rc = as_rowmat(fn, "x", x, &xm))) return rc;
     if ((rc = nad_check_tensor(fn, "w", w)) || (rc = as_weight(fn, "w", w, &wm))) return rc;
@@ -123,7 +123,7 @@ int nad_linear_backward(const nad_tensor *x, const nad_tensor *w, const nad_tens
                         nad_tensor *dx, nad_tensor *dw, nad_tensor *db)
 {
     const char *fn = "linear_backward";
-    rowmat xm, wm, gm, dwm;
+    rowmat xm = {0}, wm = {0}, gm = {0}, dwm = {0};
     int rc = nad_check_tensor(fn, "x", x);
     if (rc || (rc = as_rowmat(fn, "x", x, &xm))) return rc;
     if ((rc = nad_check_tensor(fn, "w", w)) || (rc = as_weight(fn, "w", w, &wm))) return rc;

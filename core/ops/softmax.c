@@ -1,7 +1,22 @@
 /* softmax.c: numerically stable softmax over the last dim, forward and backward, one row per
    OpenMP task. Used by attention (scores per head) and the MLP mixer's split attention. */
 #include "../internal.h"
+#include "../vecmath.h"
 #include <math.h>
+
+/* one row: y = exp(x - max) / sum. The exp loop vectorises (nad_expf); the sum is a separate
+   loop so the exp loop has no reduction. yr may be xr. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void softmax_row(const float *xr, float *yr, int64_t len)
+{
+    float mx = xr[0];
+    for (int64_t j = 1; j < len; j++) mx = xr[j] > mx ? xr[j] : mx;
+    for (int64_t j = 0; j < len; j++) yr[j] = nad_expf(xr[j] - mx);
+    float sum = 0;
+    for (int64_t j = 0; j < len; j++) sum += yr[j];
+    float inv = 1.0f / sum;
+    for (int64_t j = 0; j < len; j++) yr[j] *= inv;
+}
 
 int nad_softmax_forward(const nad_tensor *x, nad_tensor *y)
 {
@@ -14,19 +29,7 @@ int nad_softmax_forward(const nad_tensor *x, nad_tensor *y)
     const float *xd = nad_data(x);
     float *yd = nad_data(y);
     #pragma omp parallel for schedule(static) if (rows * len > 32768)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = xd + r * len;
-        float *yr = yd + r * len;
-        float mx = xr[0];
-        for (int64_t j = 1; j < len; j++) mx = xr[j] > mx ? xr[j] : mx;
-        float sum = 0;
-        for (int64_t j = 0; j < len; j++) {
-            yr[j] = expf(xr[j] - mx);
-            sum += yr[j];
-        }
-        float inv = 1.0f / sum;
-        for (int64_t j = 0; j < len; j++) yr[j] *= inv;
-    }
+    for (int64_t r = 0; r < rows; r++) softmax_row(xd + r * len, yd + r * len, len);
     return 0;
 }
 
