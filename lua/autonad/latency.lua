@@ -189,10 +189,11 @@ function M.keys(tbl, a)
     end
     local conv = {}
     for i, name in ipairs(m.slots) do conv[name] = a.decoder.conv[i] end
-    local c4 = a.width[4]
+    local S = #a.width
+    local c4 = a.width[S]
     for i = 1, 4 do out[#out + 1] = key.ppm(i, c4, a.decoder.pool[i], conv['ppm' .. i]) end
     out[#out + 1] = key.ppm_out(c4)
-    for s = 3, 1, -1 do
+    for s = S - 1, 1, -1 do
         out[#out + 1] = key.lateral(s, a.width[s], conv['lateral' .. s])
         out[#out + 1] = key.out(s, conv['out' .. s])
     end
@@ -236,7 +237,7 @@ function M.cost_function(tbl, space)
             local kind, idx = name:match('^(%a+)(%d)$')
             idx = tonumber(idx)
             if kind == 'ppm' then
-                for _, c4 in ipairs(space.stages[4].width) do
+                for _, c4 in ipairs(space.stages[#space.stages].width) do
                     for _, p in ipairs(space.decoder.pool_sizes[idx]) do keys[#keys + 1] = key.ppm(idx, c4, p, choice) end
                 end
             elseif kind == 'lateral' then
@@ -313,14 +314,15 @@ local function jobs_for(space, m)
         end
     end
     local d = space.decoder
+    local S = #space.stages
     for i = 1, 4 do
         local slot = index_of(slots, 'ppm' .. i)
-        for _, c4 in ipairs(space.stages[4].width) do
+        for _, c4 in ipairs(space.stages[S].width) do
             for _, p in ipairs(d.pool_sizes[i]) do
                 for _, t in ipairs(d.conv_types) do
-                    add(key.ppm(i, c4, p, t), function(a) a.width[4] = c4; a.decoder.pool[i] = p; a.decoder.conv[slot] = t end,
+                    add(key.ppm(i, c4, p, t), function(a) a.width[S] = c4; a.decoder.pool[i] = p; a.decoder.conv[slot] = t end,
                         function(net)
-                            local mf, f4 = net.head.mfam, net.features[4]
+                            local mf, f4 = net.head.mfam, net.features[S]
                             local h4, w4 = f4:size(2), f4:size(3)
                             local pool, conv, gn, up = mf.pool[i], mf.ppm[i], mf.ppm_gn[i], mf.up[i]
                             return function()
@@ -332,15 +334,15 @@ local function jobs_for(space, m)
             end
         end
     end
-    for _, c4 in ipairs(space.stages[4].width) do
-        add(key.ppm_out(c4), function(a) a.width[4] = c4 end, function(net)
+    for _, c4 in ipairs(space.stages[S].width) do
+        add(key.ppm_out(c4), function(a) a.width[S] = c4 end, function(net)
             local mf = net.head.mfam
-            local parts = { net.features[4], mf.up[1], mf.up[2], mf.up[3], mf.up[4] }
+            local parts = { net.features[S], mf.up[1], mf.up[2], mf.up[3], mf.up[4] }
             local ptrs = ffi.new('nad_tensor *[5]')
             return function() mf.ppm_out_gn:forward(mf.ppm_out:forward(concat(ptrs, parts, mf.cat))) end
         end)
     end
-    for s = 3, 1, -1 do
+    for s = S - 1, 1, -1 do
         local lat, out = index_of(slots, 'lateral' .. s), index_of(slots, 'out' .. s)
         for _, t in ipairs(d.conv_types) do
             for _, c in ipairs(space.stages[s].width) do
@@ -351,7 +353,7 @@ local function jobs_for(space, m)
             end
             add(key.out(s, t), function(a) a.decoder.conv[out] = t end, function(net)
                 local mf, f = net.head.mfam, net.features[s]
-                local top = s == 3 and mf.P or mf.fsum[s + 1]
+                local top = s == S - 1 and mf.P or mf.fsum[s + 1]
                 local l, fu, fsum = mf.lateral_gn[s].y, mf.fu[s], mf.fsum[s]
                 local h, w = f:size(2), f:size(3)
                 return function()
@@ -365,12 +367,11 @@ local function jobs_for(space, m)
     add(key.fuse(), function() end, function(net)
         local mf, f1 = net.head.mfam, net.features[1]
         local h1, w1 = f1:size(2), f1:size(3)
-        local ptrs = ffi.new('nad_tensor *[4]')
-        local parts = { mf.outs[1], mf.zup[1], mf.zup[2], mf.zup[3] }
+        local ptrs = ffi.new('nad_tensor *[?]', S)
+        local parts = { mf.outs[1] }
+        for k = 2, S do parts[k] = mf.zup[k - 1] end
         return function()
-            resize(h1, w1, 0, mf.outs[2], mf.zup[1])
-            resize(h1, w1, 0, mf.outs[3], mf.zup[2])
-            resize(h1, w1, 0, mf.P, mf.zup[3])
+            for k = 2, S do resize(h1, w1, 0, k < S and mf.outs[k] or mf.P, mf.zup[k - 1]) end
             local z = concat(ptrs, parts, mf.z)
             mf.seg2:forward(mf.seg1_gn:forward(mf.seg1:forward(mf.fuse_gn:forward(mf.fuse:forward(z)))))
         end

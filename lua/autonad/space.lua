@@ -66,7 +66,21 @@ function M.check(s)
     check_list('decoder.conv_types', d.conv_types, function(x) return CONV_TYPES[x] end,
         'one of 1x1, 3x3, 5x5, dil3x3, dw3x3')
     check_list('decoder.slots', d.slots, function(x) return type(x) == 'string' end, 'a slot name')
-    if #d.slots ~= 10 then fail('decoder.slots', 'must name the 10 MFAM slots') end
+    -- the MFAM slots: 4 PPM convs, and a lateral and an output conv for every stage but the last
+    local S, want = #s.stages, { ppm1 = true, ppm2 = true, ppm3 = true, ppm4 = true }
+    if S < 2 then fail('stages', 'must list at least 2 stages') end
+    for i = 1, S - 1 do want['lateral' .. i], want['out' .. i] = true, true end
+    local seen = {}
+    for i, name in ipairs(d.slots) do
+        if not want[name] or seen[name] then
+            fail('decoder.slots[' .. i .. ']', "'" .. name .. "' is not a slot of a " .. S .. '-stage MFAM or is listed twice')
+        end
+        seen[name] = true
+    end
+    if #d.slots ~= 4 + 2 * (S - 1) then
+        fail('decoder.slots', 'must name the ' .. (4 + 2 * (S - 1)) .. ' MFAM slots of ' .. S ..
+            ' stages (ppm1..ppm4, lateral1..' .. (S - 1) .. ', out1..' .. (S - 1) .. ')')
+    end
     if type(d.pool_sizes) ~= 'table' or #d.pool_sizes ~= 4 then
         fail('decoder.pool_sizes', 'must list choices for the 4 PPM branches')
     end

@@ -199,6 +199,30 @@ function tests.same_seed_same_logits()
     T.all_near(n1:forward(x), n2:forward(x), 0)
 end
 
+function tests.a_three_stage_space_with_a_fixed_decoder()
+    local s3 = require('autonad.space').load(here .. '/fixtures/space_3stage.lua')
+    local net = Supernet.new(s3, { in_channels = 1, classes = 3, head = 'seg', seed = 2 })
+    local rng = autonad.rng(4)
+    for _ = 1, 3 do
+        local a = arch.sample(s3, rng)
+        T.eq(#a.decoder.conv, 8)
+        net:set_arch(a)
+        local y = net:forward(input(2, 32, 32, 1))
+        T.eq(table.concat(y:size(), 'x'), '2x32x32x3')
+        net:backward(y)
+        local c = cost.count(s3, a, { in_channels = 1, classes = 3, head = 'seg', input = { 32, 32 } })
+        T.eq(net.P:active_numel(), c.params)
+        for s = 1, #a.op do for b = 1, #a.op[s] do T.ok(a.op[s][b] ~= 'attention') end end
+    end
+    local x = input(1, 32, 32, 1)
+    local y = net:forward(x):clone()
+    T.all_near(net:extract():forward(x), y, 1e-6)
+    -- the latency table covers it too
+    local lat = require 'autonad.latency'
+    local tbl = lat.build_table(s3, { input = { 32, 32 }, warmup = 1, repeats = 3, min_sample_ms = 0 })
+    T.ok(lat.predict(tbl, arch.sample(s3, rng)) > 0)
+end
+
 function tests.bad_architecture_names_the_gene()
     local net = make('seg', 3)
     local a = arch.largest(space)

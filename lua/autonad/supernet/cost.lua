@@ -60,24 +60,25 @@ function M.count(space, a, opts)
         for s = 1, #space.stages do add(K * widths[s], K * widths[s]) end
         add(K, 0)
     else
-        local D, conv, c4 = space.decoder.width, a.decoder.conv, widths[4]
+        local S = #space.stages
+        local D, conv, c4 = space.decoder.width, a.decoder.conv, widths[S]
         local slot_of = {}
         for i, name in ipairs(space.decoder.slots) do slot_of[name] = conv[i] end
-        local P4 = sizes[4][1] * sizes[4][2]
+        local P4 = sizes[S][1] * sizes[S][2]
         for i = 1, 4 do
             local p = a.decoder.pool[i]
             local sp, sm = slot(c4, c4 / 4, slot_of['ppm' .. i])
             add(sp + 2 * (c4 / 4), p * p * sm)
         end
         add(D * 2 * c4 + 2 * D, P4 * D * 2 * c4)
-        for s = 1, 3 do
+        for s = 1, S - 1 do
             local Ps = sizes[s][1] * sizes[s][2]
             local lp, lm = slot(widths[s], D, slot_of['lateral' .. s])
             local op_, om = slot(D, D, slot_of['out' .. s])
             add(lp + 2 * D + op_ + 2 * D, Ps * (lm + om))
         end
         local P1 = sizes[1][1] * sizes[1][2]
-        add(4 * D * D + D + 2 * D + D * D + D + 2 * D + K * D + K, P1 * (4 * D * D + D * D + D * K))
+        add(S * D * D + D + 2 * D + D * D + D + 2 * D + K * D + K, P1 * (S * D * D + D * D + D * K))
         add(K * K * 9, opts.input[1] * opts.input[2] * K * K * 9)
     end
     return { params = params, macs = macs, flops = 2 * macs, sizes = sizes }

@@ -14,9 +14,13 @@ local function new() return tensor.new() end
 local function resize(h, w, align, x, y) check(C.nad_resize_bilinear_forward(h, w, align, x, y)); return y end
 
 --- widths_max[s]: each stage's largest width; d: decoder width; k: classes; groups: GN groups.
+--- With S stages the PPM runs on the last one (f_S) and the FPN has laterals and outputs for
+--- stages S-1 .. 1 (the paper's S = 4 gives its 10 slots: 4 PPM convs, 3 laterals, 3 outputs).
 function Mfam:init(P, slots, widths_max, d, k, groups)
     self.d, self.k = d, k
-    local c4 = widths_max[4]
+    local S = #widths_max
+    self.S = S
+    local c4 = widths_max[S]
     self.slot_index = {}
     for i, name in ipairs(slots) do self.slot_index[name] = i end
     self.ppm, self.ppm_gn = {}, {}
@@ -27,36 +31,38 @@ function Mfam:init(P, slots, widths_max, d, k, groups)
     self.ppm_out = layers.Conv.new(P, 'dec.ppm_out', 2 * c4, d, { k = 1, bias = false })
     self.ppm_out_gn = layers.GNReLU.new(P, 'dec.ppm_out.gn', d, groups)
     self.lateral, self.lateral_gn, self.out, self.out_gn = {}, {}, {}, {}
-    for s = 1, 3 do
+    for s = 1, S - 1 do
         self.lateral[s] = layers.SlotConv.new(P, 'dec.lateral' .. s, widths_max[s], d)
         self.lateral_gn[s] = layers.GNReLU.new(P, 'dec.lateral' .. s .. '.gn', d, groups)
         self.out[s] = layers.SlotConv.new(P, 'dec.out' .. s, d, d)
         self.out_gn[s] = layers.GNReLU.new(P, 'dec.out' .. s .. '.gn', d, groups)
     end
-    self.fuse = layers.Conv.new(P, 'dec.fuse', 4 * d, d, { k = 1 })
+    self.fuse = layers.Conv.new(P, 'dec.fuse', S * d, d, { k = 1 })
     self.fuse_gn = layers.GNReLU.new(P, 'dec.fuse.gn', d, groups)
     self.seg1 = layers.Conv.new(P, 'dec.seg1', d, d, { k = 1 })
     self.seg1_gn = layers.GNReLU.new(P, 'dec.seg1.gn', d, groups)
     self.seg2 = layers.Conv.new(P, 'dec.seg2', d, k, { k = 1 })
-    local bufs = { 'cat', 'dcat', 'z', 'dz', 'df4' }
+    local bufs = { 'cat', 'dcat', 'z', 'dz', 'dtmp' }
     for _, nm in ipairs(bufs) do self[nm] = new() end
     self.pool, self.up, self.dpool, self.dup, self.dg = {}, {}, {}, {}, {}
-    for i = 1, 4 do self.pool[i], self.up[i], self.dpool[i], self.dup[i], self.dg[i] = new(), new(), new(), new(), new() end
+    for i = 1, 4 do self.pool[i], self.up[i], self.dpool[i], self.dg[i] = new(), new(), new(), new() end
+    for i = 1, S - 1 do self.dup[i] = new() end
     self.fsum, self.fu, self.dfsum, self.carry, self.zup, self.dzup = {}, {}, {}, {}, {}, {}
-    for s = 1, 3 do
+    for s = 1, S - 1 do
         self.fsum[s], self.fu[s], self.dfsum[s], self.carry[s] = new(), new(), new(), new()
         self.zup[s], self.dzup[s] = new(), new()
     end
-    self.df = { new(), new(), new(), new() }
+    self.df = {}
+    for s = 1, S do self.df[s] = new() end
     self.ptrs5 = ffi.new('nad_tensor *[5]')
-    self.ptrs4 = ffi.new('nad_tensor *[4]')
+    self.ptrsS = ffi.new('nad_tensor *[?]', S)
     self.sizes5 = ffi.new('int64_t[5]')
-    self.sizes4 = ffi.new('int64_t[4]')
+    self.sizesS = ffi.new('int64_t[?]', S)
 end
 
---- widths: this subnet's stage widths; conv: the 10 slot types; pool: the 4 PPM sizes.
+--- widths: this subnet's stage widths; conv: the slot types; pool: the 4 PPM sizes.
 function Mfam:select(widths, conv, pool)
-    local d, c4 = self.d, widths[4]
+    local d, c4 = self.d, widths[self.S]
     local slot = self.slot_index
     self.widths, self.pool_sizes = widths, pool
     for i = 1, 4 do
@@ -65,13 +71,13 @@ function Mfam:select(widths, conv, pool)
     end
     self.ppm_out:select(2 * c4, d)
     self.ppm_out_gn:select(d)
-    for s = 1, 3 do
+    for s = 1, self.S - 1 do
         self.lateral[s]:select(widths[s], d, conv[slot['lateral' .. s]])
         self.lateral_gn[s]:select(d)
         self.out[s]:select(d, d, conv[slot['out' .. s]])
         self.out_gn[s]:select(d)
     end
-    self.fuse:select(4 * d, d)
+    self.fuse:select(self.S * d, d)
     self.fuse_gn:select(d)
     self.seg1:select(d, d)
     self.seg1_gn:select(d)
@@ -89,9 +95,10 @@ local function split(ptrs, sizes, y, list)
     check(C.nad_split(y, 3, #list, sizes, ptrs))
 end
 
---- f: the four stage outputs [N,H_s,W_s,C_s]; returns logits at 1/4 resolution [N,H1,W1,K].
+--- f: the stage outputs [N,H_s,W_s,C_s]; returns logits at f_1's resolution [N,H1,W1,K].
 function Mfam:forward(f)
-    local f4 = f[4]
+    local S = self.S
+    local f4 = f[S]
     local h4, w4 = f4:size(2), f4:size(3)
     local ups = { f4 }
     for i = 1, 4 do
@@ -104,7 +111,7 @@ function Mfam:forward(f)
     self.P = P
     local top = P
     local outs = {}
-    for s = 3, 1, -1 do
+    for s = S - 1, 1, -1 do
         local l = self.lateral_gn[s]:forward(self.lateral[s]:forward(f[s]))
         resize(f[s]:size(2), f[s]:size(3), 0, top, self.fu[s])
         check(C.nad_add(1, self.fu[s], 1, l, self.fsum[s]))
@@ -112,9 +119,10 @@ function Mfam:forward(f)
         outs[s] = self.out_gn[s]:forward(self.out[s]:forward(top))
     end
     local h1, w1 = f[1]:size(2), f[1]:size(3)
-    local zl = { outs[1], resize(h1, w1, 0, outs[2], self.zup[1]), resize(h1, w1, 0, outs[3], self.zup[2]),
-        resize(h1, w1, 0, P, self.zup[3]) }
-    local z = concat(self.ptrs4, zl, self.z)
+    -- concat(o_1, up(o_2), ..., up(o_{S-1}), up(P))
+    local zl = { outs[1] }
+    for s = 2, S do zl[s] = resize(h1, w1, 0, s < S and outs[s] or P, self.zup[s - 1]) end
+    local z = concat(self.ptrsS, zl, self.z)
     local s1 = self.seg1_gn:forward(self.seg1:forward(self.fuse_gn:forward(self.fuse:forward(z))))
     self.outs = outs
     return self.seg2:forward(s1)
@@ -126,47 +134,51 @@ function Mfam:backward(f, dlogits)
     local ds1 = self.seg2:backward(self.seg1_gn.y, dlogits)
     local dfz = self.seg1:backward(self.fuse_gn.y, self.seg1_gn:backward(self.seg1.y, ds1))
     local dz = self.fuse:backward(self.z, self.fuse_gn:backward(self.fuse.y, dfz))
-    local douts = { self.dz }
-    self.dz:resize(dz:size(1), dz:size(2), dz:size(3), d)
-    for i = 1, 3 do self.dzup[i]:resize(dz:size(1), dz:size(2), dz:size(3), d) end
-    split(self.ptrs4, self.sizes4, dz, { { t = self.dz, n = d }, { t = self.dzup[1], n = d },
-        { t = self.dzup[2], n = d }, { t = self.dzup[3], n = d } })
-    -- gradients reaching o_1, o_2, o_3 and P through the fuse's resizes
+    local S = self.S
+    local n, h, w = dz:size(1), dz:size(2), dz:size(3)
+    self.dz:resize(n, h, w, d)
+    local parts = { { t = self.dz, n = d } }
+    for s = 2, S do
+        self.dzup[s - 1]:resize(n, h, w, d)
+        parts[s] = { t = self.dzup[s - 1], n = d }
+    end
+    split(self.ptrsS, self.sizesS, dz, parts)
+    -- gradients reaching o_1 .. o_{S-1} and P through the fuse's resizes
     local do_ = { self.dz }
-    check(C.nad_resize_bilinear_backward(0, self.outs[2], self.dzup[1], self.dup[1]))
-    check(C.nad_resize_bilinear_backward(0, self.outs[3], self.dzup[2], self.dup[2]))
-    check(C.nad_resize_bilinear_backward(0, self.P, self.dzup[3], self.dup[3]))
-    do_[2], do_[3] = self.dup[1], self.dup[2]
-    local dP = self.dup[3]
+    for s = 2, S do
+        check(C.nad_resize_bilinear_backward(0, s < S and self.outs[s] or self.P, self.dzup[s - 1], self.dup[s - 1]))
+        do_[s] = self.dup[s - 1]
+    end
+    local dP = do_[S]
     -- FPN, fine to coarse: fsum_s feeds out_s and (resized) fsum_{s-1}
     local carry = nil
-    for s = 1, 3 do
+    for s = 1, S - 1 do
         local dsum = self.out[s]:backward(self.fsum[s], self.out_gn[s]:backward(self.out[s].y, do_[s]))
         if carry then check(C.nad_add(1, dsum, 1, carry, self.dfsum[s])) else self.dfsum[s]:resize_as(dsum):copy(dsum) end
         local dl = self.lateral_gn[s]:backward(self.lateral[s].y, self.dfsum[s])
         local dlat = self.lateral[s]:backward(f[s], dl)
         self.df[s]:resize_as(dlat):copy(dlat)
-        local coarser = s < 3 and self.fsum[s + 1] or self.P
+        local coarser = s < S - 1 and self.fsum[s + 1] or self.P
         check(C.nad_resize_bilinear_backward(0, coarser, self.dfsum[s], self.carry[s]))
         carry = self.carry[s]
     end
-    check(C.nad_add(1, dP, 1, carry, dP))
+    if carry then check(C.nad_add(1, dP, 1, carry, dP)) end
     -- PPM
     local dcat = self.ppm_out:backward(self.cat, self.ppm_out_gn:backward(self.ppm_out.y, dP))
-    local c4 = self.widths[4]
-    local parts = { { t = self.df[4], n = c4 } }
+    local c4 = self.widths[S]
+    local parts = { { t = self.df[S], n = c4 } }
     for i = 1, 4 do
         self.dg[i]:resize(dcat:size(1), dcat:size(2), dcat:size(3), c4 / 4)
         parts[i + 1] = { t = self.dg[i], n = c4 / 4 }
     end
-    self.df[4]:resize(dcat:size(1), dcat:size(2), dcat:size(3), c4)
+    self.df[S]:resize(dcat:size(1), dcat:size(2), dcat:size(3), c4)
     split(self.ptrs5, self.sizes5, dcat, parts)
     for i = 1, 4 do
         local g = self.ppm_gn[i]
-        check(C.nad_resize_bilinear_backward(1, g.y, self.dg[i], self.dup[4]))
-        local dpool = self.ppm[i]:backward(self.pool[i], g:backward(self.ppm[i].y, self.dup[4]))
-        check(C.nad_adaptive_avgpool2d_backward(f[4], dpool, self.dpool[i]))
-        check(C.nad_add(1, self.df[4], 1, self.dpool[i], self.df[4]))
+        check(C.nad_resize_bilinear_backward(1, g.y, self.dg[i], self.dtmp))
+        local dpool = self.ppm[i]:backward(self.pool[i], g:backward(self.ppm[i].y, self.dtmp))
+        check(C.nad_adaptive_avgpool2d_backward(f[S], dpool, self.dpool[i]))
+        check(C.nad_add(1, self.df[S], 1, self.dpool[i], self.df[S]))
     end
     return self.df
 end
