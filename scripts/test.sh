@@ -29,6 +29,17 @@ p=$(echo "$line" | sed -n 's/^lua: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
 f=$(echo "$line" | sed -n 's/^lua: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
 [ $rc -ne 0 ] && [ "${f:-1}" -eq 0 ] && failed=$((failed + 1))
+# the rock: `luarocks make` into a scratch tree, then require 'autonad' from another directory
+tree=$(mktemp -d)
+if (cd "$root" && luarocks --lua-version 5.1 --tree "$tree" make autonad-scm-1.rockspec >"$tree.log" 2>&1) &&
+   (cd /tmp && eval "$(luarocks --lua-version 5.1 --tree "$tree" path)" &&
+    luajit -e "local a = require 'autonad'; assert(a.tensor(2, 2):numel() == 4); print('rock: ' .. a.version .. ' from ' .. require('autonad.ffi').library_path)" | grep -q "$tree"); then
+    echo "ok   luarocks make + require 'autonad' from /tmp"; passed=$((passed + 1))
+else
+    echo "FAIL luarocks make (see $tree.log)"; failed=$((failed + 1))
+fi
+rm -rf "$tree" "$root/build.luarocks"
+
 # a short fuzzing pass over the three image decoders (FUZZ_SECONDS=0 skips it)
 fuzz_secs=${FUZZ_SECONDS:-15}
 if [ "$fuzz_secs" != 0 ]; then
