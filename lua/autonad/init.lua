@@ -25,14 +25,4 @@ function autonad.get_num_threads() return C.nad_get_num_threads() end
 function autonad.blas_info() return ffi.string(C.nad_blas_info()) end
 
 -- submodules load on first use: autonad.nn, autonad.optim, autonad.data, ...
-return setmetatable(autonad, {
-    __index = function(t, k)
-        local ok, mod = pcall(require, 'autonad.' .. k)
-        if not ok then
-            if tostring(mod):find("module 'autonad." .. k .. "' not found", 1, true) then return nil end
-            error(mod, 2)
-        end
-        rawset(t, k, mod)
-        return mod
-    end,
-})
+return require('autonad.lazy')(autonad, 'autonad')

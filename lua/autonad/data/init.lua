@@ -41,14 +41,4 @@ function M.shared_root(root)
     return nil
 end
 
-return setmetatable(M, {
-    __index = function(t, k)
-        local ok, mod = pcall(require, 'autonad.data.' .. k)
-        if not ok then
-            if tostring(mod):find("module 'autonad.data." .. k .. "' not found", 1, true) then return nil end
-            error(mod, 2)
-        end
-        rawset(t, k, mod)
-        return mod
-    end,
-})
+return require('autonad.lazy')(M, 'autonad.data')

@@ -152,7 +152,8 @@ function Mlp:init(P, prefix, shared, c_max)
     local names = { 'k', 'v', 'x1', 'x2', 's', 'a', 'g1', 'wts', 'y', 't', 'dy', 'dx1', 'dx2', 'dx3',
         'dwts', 'dr2', 'dg1', 'ds', 'dq', 'dk', 'dkv', 'dx' }
     for _, nm in ipairs(names) do self[nm] = new() end
-    self.w, self.dw = { new(), new(), new() }, { new(), new(), new() }
+    -- branch weights: wbuf[i] holds column i of wts as [1,N,1,1,C]; wv[i] views it as [N,1,1,C]
+    self.wbuf, self.wv, self.dw = { new(), new(), new() }, {}, { new(), new(), new() }
     self.parts, self.sizes = ffi.new('nad_tensor *[2]'), ffi.new('int64_t[2]')
 end
 
@@ -186,8 +187,8 @@ function Mlp:forward(x)
     check(C.nad_softmax_forward(r2:view(n, c, 3), self.wts))
     local xs = { self.x1, self.x2, self.v }
     for i = 1, 3 do
-        local w = self.w[i]:resize(1, n, 1, 1, c):copy(branch_view(self.wts, n, c, i - 1)):view(n, 1, 1, c)
-        self.w[i + 3] = w
+        local w = self.wbuf[i]:resize(1, n, 1, 1, c):copy(branch_view(self.wts, n, c, i - 1)):view(n, 1, 1, c)
+        self.wv[i] = w
         if i == 1 then check(C.nad_mul(xs[i], w, self.y))
         else
             check(C.nad_mul(xs[i], w, self.t))
@@ -205,7 +206,7 @@ function Mlp:backward(x, dout)
     self.dwts:resize(n, c, 3)
     for i = 1, 3 do
         self.dw[i]:resize(n, 1, 1, c):zero()
-        check(C.nad_mul_backward(xs[i], self.w[i + 3], dy, dxs[i], self.dw[i]))
+        check(C.nad_mul_backward(xs[i], self.wv[i], dy, dxs[i], self.dw[i]))
         branch_view(self.dwts, n, c, i - 1):copy(self.dw[i]:view(1, n, 1, 1, c))
     end
     self.dr2:resize(n, c, 3)
