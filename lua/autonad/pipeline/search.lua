@@ -54,7 +54,10 @@ function M.run(ctx, opts)
         ctx:say('[search] resuming from %s', state_path)
     end
     local batches -- the validation images, decoded once
-    local prog = progress.new('search', 1, { quiet = ctx.quiet })
+    -- the expected number of evaluations, for the time-left estimate (evolution-like options)
+    local o = cfg.options or {}
+    local expect = (o.warmup or 0) + (o.baseline or 0) + (o.population or 0) * ((o.generations or 0) + 1)
+    local prog = progress.new('search', math.max(expect, 1), { quiet = ctx.quiet })
     local evaluated = 0
     local sctx = {
         space = ctx.space,
