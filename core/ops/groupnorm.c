@@ -1,41 +1,121 @@
 /* groupnorm.c: group norm on channels-last x[N,H,W,C] (biased variance), forward and backward.
-   Statistics per (sample, group) over H*W*C/groups values, one (n, group) pair per OpenMP task.
+   Statistics per (sample, group) over H*W*C/groups values, one (sample, block of groups) per
+   OpenMP task.
    Used by the decoder (GroupNorm + ReLU after each conv, 8 groups by default). */
 #include "../internal.h"
 #include <math.h>
 
-/* A group's values in sample n are P chunks of cg contiguous channels, C apart: chunk sums
-   run in float (vectorised), the sum over chunks in double. */
-static double group_sum(const float *x, int64_t p, int64_t c, int64_t cg)
+/* The loops run along whole runs of contiguous channels rather than one group's few channels
+   per pixel (8 at D = 64 with 8 groups: too short to vectorise, and a serial double add per
+   pixel). Each task takes one sample and one block of whole groups (at most CB channels, or a
+   single wider group), walked in pieces of at most CB channels. Sums go per channel in float
+   over PCHUNK pixels, then into per-channel doubles, then into the groups in channel order:
+   a fixed order whatever the thread count. */
+enum { CB = 64, PCHUNK = 128 };
+
+typedef enum { SUM_X, SUM_SQDEV, SUM_DY } sum_kind;
+
+/* Per-channel sums over p pixels (row stride c) of nc <= CB channels: SUM_X: x; SUM_SQDEV:
+   (x - m)^2; SUM_DY: dy g into t1 and dy g (x - m) r into t2. m, r, g: per channel. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+channel_sums(sum_kind kind, const float *x, const float *dy, int64_t p, int64_t c, int64_t nc,
+             const float *m, const float *r, const float *g, double *t1, double *t2)
 {
-    double s = 0;
-    for (int64_t i = 0; i < p; i++) {
-        const float *xi = x + i * c;
-        float a = 0;
-        for (int64_t j = 0; j < cg; j++) a += xi[j];
-        s += a;
+    for (int64_t j = 0; j < nc; j++) t1[j] = t2[j] = 0;
+    for (int64_t i0 = 0; i0 < p; i0 += PCHUNK) {
+        int64_t i1 = i0 + PCHUNK < p ? i0 + PCHUNK : p;
+        float a1[CB] = {0}, a2[CB] = {0};
+        for (int64_t i = i0; i < i1; i++) {
+            const float *xi = x + i * c;
+            if (kind == SUM_X) {
+                for (int64_t j = 0; j < nc; j++) a1[j] += xi[j];
+            } else if (kind == SUM_SQDEV) {
+                for (int64_t j = 0; j < nc; j++) a1[j] += (xi[j] - m[j]) * (xi[j] - m[j]);
+            } else {
+                const float *gi = dy + i * c;
+                for (int64_t j = 0; j < nc; j++) {
+                    float gg = gi[j] * g[j];
+                    a1[j] += gg;
+                    a2[j] += gg * (xi[j] - m[j]) * r[j];
+                }
+            }
+        }
+        for (int64_t j = 0; j < nc; j++) {
+            t1[j] += a1[j];
+            t2[j] += a2[j];
+        }
     }
-    return s;
 }
 
-static double group_sqdev(const float *x, int64_t p, int64_t c, int64_t cg, float m)
+/* y = (x - m) r g + b over p pixels of nc channels */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+gn_apply(const float *x, float *y, int64_t p, int64_t c, int64_t nc, const float *m,
+         const float *r, const float *g, const float *b)
 {
-    double s = 0;
-    for (int64_t i = 0; i < p; i++) {
-        const float *xi = x + i * c;
-        float a = 0;
-        for (int64_t j = 0; j < cg; j++) a += (xi[j] - m) * (xi[j] - m);
-        s += a;
-    }
-    return s;
+    for (int64_t i = 0; i < p; i++)
+        for (int64_t j = 0; j < nc; j++)
+            y[i * c + j] = (x[i * c + j] - m[j]) * r[j] * g[j] + b[j];
 }
 
-/* y = (x - m) r gamma + beta on one chunk; inlined with unit strides so it vectorises. */
-static inline __attribute__((always_inline)) void
-gn_apply(const float *x, float *y, int64_t cg, const float *g, int64_t gs, const float *b,
-         int64_t bs, float m, float r)
+/* dx = r (dy g - k1 - (x - m) r k2) over p pixels of nc channels (dx may be dy) */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+gn_dx(const float *x, const float *dy, float *dx, int64_t p, int64_t c, int64_t nc,
+      const float *m, const float *r, const float *g, const float *k1, const float *k2)
 {
-    for (int64_t j = 0; j < cg; j++) y[j] = (x[j] - m) * r * g[j * gs] + b[j * bs];
+    for (int64_t i = 0; i < p; i++)
+        for (int64_t j = 0; j < nc; j++) {
+            float xv = x[i * c + j], gv = dy[i * c + j];
+            dx[i * c + j] = r[j] * (gv * g[j] - k1[j] - (xv - m[j]) * r[j] * k2[j]);
+        }
+}
+
+/* One task's block: groups [g0, g0 + ng) of sample s, channels [c0, c0 + cn). */
+typedef struct {
+    int64_t s, g0, ng, c0, cn;
+} gn_block;
+
+static gn_block block_of(int64_t q, int64_t groups, int64_t cg)
+{
+    int64_t gpb = cg <= CB ? CB / cg : 1, nblk = (groups + gpb - 1) / gpb;
+    gn_block k = {.s = q / nblk, .g0 = (q % nblk) * gpb};
+    k.ng = groups - k.g0 < gpb ? groups - k.g0 : gpb;
+    k.c0 = k.g0 * cg;
+    k.cn = k.ng * cg;
+    return k;
+}
+
+/* The per-channel vectors of piece [c0 + j0, c0 + j0 + nc): the group values of gm and gr
+   (per group of the sample, may be NULL) and gamma (stride gs, may be NULL). */
+static void piece_vectors(const gn_block *k, int64_t j0, int64_t nc, int64_t cg,
+                          const float *gm, const float *gr, const float *gamma, int64_t gs,
+                          float *m, float *r, float *g)
+{
+    for (int64_t j = 0; j < nc; j++) {
+        int64_t ch = k->c0 + j0 + j;
+        if (gm) m[j] = gm[ch / cg];
+        if (gr) r[j] = gr[ch / cg];
+        if (gamma) g[j] = gamma[ch * gs];
+    }
+}
+
+/* The block's group sums (ng of each) of one kind; gm, gr: per group of the sample. */
+static void block_sums(sum_kind kind, const gn_block *k, const float *xs, const float *dys,
+                       int64_t p, int64_t c, int64_t cg, const float *gm, const float *gr,
+                       const float *gamma, int64_t gs, double *s1, double *s2)
+{
+    for (int64_t i = 0; i < k->ng; i++) s1[i] = s2[i] = 0;
+    for (int64_t j0 = 0; j0 < k->cn; j0 += CB) {
+        int64_t nc = k->cn - j0 < CB ? k->cn - j0 : CB;
+        float m[CB], r[CB], g[CB];
+        double t1[CB], t2[CB];
+        piece_vectors(k, j0, nc, cg, gm, gr, gamma, gs, m, r, g);
+        channel_sums(kind, xs + k->c0 + j0, dys ? dys + k->c0 + j0 : NULL, p, c, nc, m, r, g,
+                     t1, t2);
+        for (int64_t j = 0; j < nc; j++) {
+            s1[(j0 + j) / cg] += t1[j];
+            s2[(j0 + j) / cg] += t2[j];
+        }
+    }
 }
 
 static int check_vec(const char *fn, const char *name, const nad_tensor *v, int64_t c)
@@ -80,22 +160,26 @@ int nad_groupnorm_forward(int32_t groups, float eps, const nad_tensor *x, const 
         return rc;
     const float *xd = nad_data(x), *g = nad_data(gamma), *b = nad_data(beta);
     float *yd = nad_data(y), *md = nad_data(mean), *rd = nad_data(rstd);
-    int64_t gs = gamma->stride[0], bs = beta->stride[0], pairs = n * groups;
+    int64_t gs = gamma->stride[0], bs = beta->stride[0];
     double count = (double)p * (double)cg;
-    bool unit = (gs == 1 || c == 1) && (bs == 1 || c == 1);
+    int64_t gpb = cg <= CB ? CB / cg : 1, tasks = n * ((groups + gpb - 1) / gpb);
     #pragma omp parallel for schedule(static) if (n * p * c > 32768)
-    for (int64_t q = 0; q < pairs; q++) {
-        int64_t c0 = (q % groups) * cg, base = (q / groups) * p * c + c0;
-        float m = (float)(group_sum(xd + base, p, c, cg) / count);
-        float r = (float)(1.0 / sqrt(group_sqdev(xd + base, p, c, cg, m) / count + eps));
-        md[q] = m;
-        rd[q] = r;
-        const float *gq = g + c0 * gs, *bq = b + c0 * bs;
-        for (int64_t i = 0; i < p; i++) {
-            const float *xi = xd + base + i * c;
-            float *yi = yd + base + i * c;
-            if (unit) gn_apply(xi, yi, cg, gq, 1, bq, 1, m, r);
-            else gn_apply(xi, yi, cg, gq, gs, bq, bs, m, r);
+    for (int64_t q = 0; q < tasks; q++) {
+        gn_block k = block_of(q, groups, cg);
+        const float *xs = xd + k.s * p * c;
+        float *ys = yd + k.s * p * c, *ms = md + k.s * groups, *rs = rd + k.s * groups;
+        double s1[CB], s2[CB];
+        block_sums(SUM_X, &k, xs, NULL, p, c, cg, NULL, NULL, NULL, 0, s1, s2);
+        for (int64_t i = 0; i < k.ng; i++) ms[k.g0 + i] = (float)(s1[i] / count);
+        block_sums(SUM_SQDEV, &k, xs, NULL, p, c, cg, ms, NULL, NULL, 0, s1, s2);
+        for (int64_t i = 0; i < k.ng; i++)
+            rs[k.g0 + i] = (float)(1.0 / sqrt(s1[i] / count + eps));
+        for (int64_t j0 = 0; j0 < k.cn; j0 += CB) {
+            int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
+            float m[CB], r[CB], gv[CB], bv[CB];
+            piece_vectors(&k, j0, nc, cg, ms, rs, g, gs, m, r, gv);
+            piece_vectors(&k, j0, nc, cg, NULL, NULL, b, bs, NULL, NULL, bv);
+            gn_apply(xs + k.c0 + j0, ys + k.c0 + j0, p, c, nc, m, r, gv, bv);
         }
     }
     return 0;
@@ -104,27 +188,6 @@ int nad_groupnorm_forward(int32_t groups, float eps, const nad_tensor *x, const 
 /* Per (n, group) with xhat = (x - mean) rstd, g = dy gamma and K = H*W*C/groups values:
    dx = rstd (g - sum(g)/K - xhat sum(g xhat)/K);
    dgamma[c] += sum over n, pixels of dy xhat;  dbeta[c] += sum over n, pixels of dy. */
-static inline __attribute__((always_inline)) void
-gn_chunk_sums(const float *x, const float *dy, int64_t cg, const float *g, int64_t gs, float m,
-              float r, double *s1, double *s2)
-{
-    float a1 = 0, a2 = 0;
-    for (int64_t j = 0; j < cg; j++) {
-        float gg = dy[j] * g[j * gs];
-        a1 += gg;
-        a2 += gg * (x[j] - m) * r;
-    }
-    *s1 += a1;
-    *s2 += a2;
-}
-
-static inline __attribute__((always_inline)) void
-gn_chunk_dx(const float *x, const float *dy, float *dx, int64_t cg, const float *g, int64_t gs,
-            float m, float r, float k1, float k2)
-{
-    for (int64_t j = 0; j < cg; j++) dx[j] = r * (dy[j] * g[j * gs] - k1 - (x[j] - m) * r * k2);
-}
-
 int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor *gamma,
                            const nad_tensor *mean, const nad_tensor *rstd, const nad_tensor *dy,
                            nad_tensor *dx, nad_tensor *dgamma, nad_tensor *dbeta)
@@ -153,7 +216,6 @@ int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor
     const float *xd = nad_data(x), *g = nad_data(gamma), *gd = nad_data(dy);
     const float *md = nad_data(mean), *rd = nad_data(rstd);
     int64_t gs = gamma->stride[0];
-    bool unit = gs == 1 || c == 1;
 
     /* parameter gradients first, as dx may be dy (in place); in channel blocks, so each
        block's sums belong to one thread whatever the thread count */
@@ -187,24 +249,30 @@ int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor
     }
     if (!dx) return 0;
     float *o = nad_data(dx);
-    int64_t pairs = n * groups;
     double count = (double)p * (double)cg;
+    int64_t gpb = cg <= CB ? CB / cg : 1, tasks = n * ((groups + gpb - 1) / gpb);
     #pragma omp parallel for schedule(static) if (n * p * c > 32768)
-    for (int64_t q = 0; q < pairs; q++) {
-        int64_t c0 = (q % groups) * cg, base = (q / groups) * p * c + c0;
-        const float *gq = g + c0 * gs;
-        float m = md[q], r = rd[q];
-        double s1 = 0, s2 = 0;
-        for (int64_t i = 0; i < p; i++) {
-            int64_t off = base + i * c;
-            if (unit) gn_chunk_sums(xd + off, gd + off, cg, gq, 1, m, r, &s1, &s2);
-            else gn_chunk_sums(xd + off, gd + off, cg, gq, gs, m, r, &s1, &s2);
+    for (int64_t q = 0; q < tasks; q++) {
+        gn_block k = block_of(q, groups, cg);
+        const float *xs = xd + k.s * p * c, *dys = gd + k.s * p * c;
+        const float *ms = md + k.s * groups, *rs = rd + k.s * groups;
+        double s1[CB], s2[CB];
+        float k1g[CB], k2g[CB]; /* per group of the block */
+        block_sums(SUM_DY, &k, xs, dys, p, c, cg, ms, rs, g, gs, s1, s2);
+        for (int64_t i = 0; i < k.ng; i++) {
+            k1g[i] = (float)(s1[i] / count);
+            k2g[i] = (float)(s2[i] / count);
         }
-        float k1 = (float)(s1 / count), k2 = (float)(s2 / count);
-        for (int64_t i = 0; i < p; i++) {
-            int64_t off = base + i * c;
-            if (unit) gn_chunk_dx(xd + off, gd + off, o + off, cg, gq, 1, m, r, k1, k2);
-            else gn_chunk_dx(xd + off, gd + off, o + off, cg, gq, gs, m, r, k1, k2);
+        for (int64_t j0 = 0; j0 < k.cn; j0 += CB) {
+            int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
+            float m[CB], r[CB], gv[CB], k1[CB], k2[CB];
+            piece_vectors(&k, j0, nc, cg, ms, rs, g, gs, m, r, gv);
+            for (int64_t j = 0; j < nc; j++) {
+                k1[j] = k1g[(j0 + j) / cg];
+                k2[j] = k2g[(j0 + j) / cg];
+            }
+            gn_dx(xs + k.c0 + j0, dys + k.c0 + j0, o + k.s * p * c + k.c0 + j0, p, c, nc, m, r,
+                  gv, k1, k2);
         }
     }
     return 0;

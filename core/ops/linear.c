@@ -3,6 +3,7 @@
    w, b leading slices of larger supernet weights (weight entanglement). */
 #include "../internal.h"
 #include <cblas.h>
+#include <string.h>
 
 /* A tensor read as a row-major matrix: rows of `cols` unit-stride elements, `ld` apart. */
 typedef struct {
@@ -85,18 +86,25 @@ int nad_linear_forward(const nad_tensor *x, const nad_tensor *w, const nad_tenso
     float *yd = nad_data(y);
     int64_t rows = xm.rows;
     if (rows == 0 || out == 0) return 0;
-    /* y starts as b (or 0) so the product accumulates onto it with beta = 1 */
     const float *bd = b ? nad_data(b) : NULL;
     int64_t bs = b ? b->stride[0] : 0;
-    #pragma omp parallel for schedule(static) if (rows * out > 65536)
-    for (int64_t r = 0; r < rows; r++) {
-        float *yr = yd + r * out;
-        if (bd) for (int64_t o = 0; o < out; o++) yr[o] = bd[o * bs];
-        else for (int64_t o = 0; o < out; o++) yr[o] = 0;
+    if (xm.cols == 0) { /* no features: y = b (or 0) */
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t o = 0; o < out; o++) yd[r * out + o] = bd ? bd[o * bs] : 0.0f;
+        return 0;
     }
-    if (xm.cols > 0)
+    if (!bd) { /* the product straight in with beta = 0: no fill pass */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)xm.cols,
-                    1.0f, xm.p, (int)xm.ld, wm.p, (int)wm.ld, 1.0f, yd, (int)out);
+                    1.0f, xm.p, (int)xm.ld, wm.p, (int)wm.ld, 0.0f, yd, (int)out);
+        return 0;
+    }
+    /* y starts as b, row by row copies of one contiguous bias row (a strided bias is packed
+       into the first row first), and the product accumulates onto it with beta = 1 */
+    for (int64_t o = 0; o < out; o++) yd[o] = bd[o * bs];
+    #pragma omp parallel for schedule(static) if (rows * out > 262144)
+    for (int64_t r = 1; r < rows; r++) memcpy(yd + r * out, yd, (size_t)out * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)xm.cols,
+                1.0f, xm.p, (int)xm.ld, wm.p, (int)wm.ld, 1.0f, yd, (int)out);
     return 0;
 }
 

@@ -116,6 +116,46 @@ static void check_grads(int groups, uint64_t seed)
 Test(groupnorm, backward_matches_finite_differences_4_groups) { check_grads(4, 2); }
 Test(groupnorm, backward_matches_finite_differences_1_group) { check_grads(1, 3); }
 
+/* Channel counts past the kernel's 64-channel blocks: groups wider than a block (split into
+   pieces), several blocks per sample with a partial last one, and more pixels than one
+   128-pixel partial sum. */
+Test(groupnorm, wide_and_many_groups_match_loop_and_finite_differences)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 5);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(2, 10, 15, 136)), *g = tc_rand(&rng, TC_SIZES(136));
+    nad_tensor *b = tc_rand(&rng, TC_SIZES(136)), *y = tc_empty(), *mean = tc_empty();
+    nad_tensor *rstd = tc_empty(), *want = tc_zeros(TC_SIZES(2, 10, 15, 136));
+    const int group_counts[] = {1, 2, 17, 34};
+    for (int k = 0; k < 4; k++) {
+        int gr = group_counts[k];
+        nad_tensor *wm = tc_zeros(TC_SIZES(2, gr)), *wr = tc_zeros(TC_SIZES(2, gr));
+        cr_assert_eq(nad_groupnorm_forward(gr, 1e-5f, x, g, b, y, mean, rstd), 0, "%s",
+                     nad_last_error());
+        ref_groupnorm(gr, 1e-5f, x, g, b, want, wm, wr);
+        cr_assert(tc_close(y, want, 1e-5, 1e-5), "groups %d", gr);
+        cr_assert(tc_close(mean, wm, 1e-5, 1e-6), "groups %d", gr);
+        cr_assert(tc_close(rstd, wr, 1e-5, 1e-6), "groups %d", gr);
+        nad_tensor_free(wm);
+        nad_tensor_free(wr);
+    }
+    for (int k = 0; k < 3; k++) {
+        int gr = group_counts[k];
+        gn_ctx c = {gr, tc_rand(&rng, TC_SIZES(1, 2, 2, 136)), g, b, tc_empty(), tc_empty(),
+                    tc_empty(), tc_rand(&rng, TC_SIZES(1, 2, 2, 136))};
+        nad_tensor *dx = tc_empty(), *dg = tc_zeros(TC_SIZES(136));
+        gn_loss(&c);
+        cr_assert_eq(nad_groupnorm_backward(gr, c.x, g, c.mean, c.rstd, c.r, dx, dg, NULL), 0,
+                     "%s", nad_last_error());
+        cr_assert(tc_gradcheck(gn_loss, &c, c.x, dx, 1e-2, 1e-2, 1e-3), "groups %d", gr);
+        cr_assert(tc_gradcheck(gn_loss, &c, g, dg, 1e-2, 1e-2, 1e-3), "groups %d", gr);
+        nad_tensor *all[] = {c.x, c.y, c.mean, c.rstd, c.r, dx, dg};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+    }
+    nad_tensor *all[] = {x, g, b, y, mean, rstd, want};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+}
+
 Test(groupnorm, rejects_bad_groups_and_shapes)
 {
     nad_rng rng;

@@ -1,0 +1,52 @@
+-- profile_subnet.lua: a driver for profiling and before/after timing of the core's kernels:
+-- the middle subnet of bench/vs_torch.lua (searchspaces/autonad.lua), decoder width 64, grey
+-- input 200x200, batch 8, N training steps (forward, loss, backward; no optimiser) after one
+-- warm-up step. Prints the median seconds per step.
+--   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE AUTONAD_LIB=$PWD/build/libautonad.so \
+--       luajit bench/profile_subnet.lua [steps=5] [threads=1] [mode=train|inf]
+-- Under perf: perf record -g -o perf.data luajit bench/profile_subnet.lua 10
+local dir = debug.getinfo(1, 'S').source:match('^@(.*)/[^/]*$') or '.'
+package.path = table.concat({ dir .. '/../lua/?.lua', dir .. '/../lua/?/init.lua', package.path }, ';')
+local ffi = require 'ffi'
+local autonad = require 'autonad'
+local arch = require 'autonad.arch'
+local Supernet = require 'autonad.supernet'
+local vs = dofile(dir .. '/vs_torch.lua')
+
+local steps, threads, mode = tonumber(arg[1] or 5), tonumber(arg[2] or 1), arg[3] or 'train'
+autonad.set_num_threads(threads)
+
+local ts = ffi.new('vs_timespec') -- declared by vs_torch.lua with clock_gettime
+local function now() ffi.C.clock_gettime(1, ts); return tonumber(ts.tv_sec) + 1e-9 * tonumber(ts.tv_nsec) end
+
+local size, width, batch, classes = 200, 64, 8, 4
+local a = vs.arch_of('middle')
+local s = arch.copy(require('autonad.space').load(dir .. '/../searchspaces/autonad.lua'))
+s.decoder.width = width
+local net = Supernet.new(arch.space_of(s, a), { in_channels = 1, classes = classes, head = 'seg', seed = 1 })
+net:set_arch(a)
+
+local x = autonad.tensor(batch, size, size, 1)
+autonad.rng(3):normal_(x)
+local labels = autonad.tensor(batch, size, size)
+local lp, r = labels:data(), autonad.rng(4)
+for i = 0, labels:numel() - 1 do lp[i] = math.floor(r:random() * classes) end
+
+local function step()
+    if mode == 'inf' then net:forward(x); return end
+    net:zero_grad()
+    local logits = net:forward(x)
+    net:loss(logits, labels)
+    net:backward(net.dlogits)
+end
+
+step()
+local times = {}
+for i = 1, steps do
+    local t0 = now()
+    step()
+    times[i] = now() - t0
+end
+table.sort(times)
+print(string.format('%s median %.4f s/step (min %.4f, %d steps, %d threads)', mode,
+    times[math.floor(#times / 2) + 1], times[1], steps, threads))
