@@ -91,7 +91,7 @@ function M.run(ctx, which, opts)
 
     net:set_training(true)
     local prog = progress.new('finetune ' .. tag, total, { quiet = ctx.quiet })
-    prog.done = it
+    prog:resume(it)
     local val_loader = ctx:loader('val', cfg.batch, 'none')
     for epoch = start_epoch, cfg.epochs do
         local loss_sum, n = 0, 0

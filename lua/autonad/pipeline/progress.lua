@@ -38,12 +38,18 @@ end
 
 --- Records n more units done; fields is a list of {label, value} pairs shown in order.
 --- Prints at most every `every` seconds, and always on the last unit.
+--- Marks n units as already done before this process started (a resumed stage): they count
+--- towards the total but not towards the speed.
+function Progress:resume(n)
+    self.done, self.base = n, n
+end
+
 function Progress:step(n, fields)
     self.done = self.done + (n or 1)
     local t = M.now()
     if self.quiet or (t - self.last < self.every and self.done < self.total) then return end
     self.last = t
-    local rate = self.done / math.max(t - self.t0, 1e-9)
+    local rate = (self.done - (self.base or 0)) / math.max(t - self.t0, 1e-9)
     local parts = { '[' .. self.stage .. ']' }
     for _, f in ipairs(fields or {}) do
         local v = f[2]

@@ -105,7 +105,7 @@ function M.run(ctx, opts)
 
     net:set_training(true)
     local prog = progress.new('train-supernet', total, { quiet = ctx.quiet })
-    prog.done = it
+    prog:resume(it)
     local t_start = progress.now()
     local largest, smallest = arch.largest(space), arch.smallest(space)
     local stopped_early = false
