@@ -4,18 +4,27 @@
 #include "../vecmath.h"
 #include <math.h>
 
-/* one row: y = exp(x - max) / sum. The exp loop vectorises (nad_expf); the sum is a separate
-   loop so the exp loop has no reduction. yr may be xr. */
+/* rows [0, n) of length len: y = exp(x - rowmax) / rowsum. Attention's rows are short (16-49
+   keys), so the exp, the costly part, runs as ONE loop over the whole block of rows (it
+   vectorises, nad_expf) rather than as many short per-row loops. y may be x. */
 __attribute__((target_clones("avx512f", "avx2", "default")))
-static void softmax_row(const float *xr, float *yr, int64_t len)
+static void softmax_rows(const float *x, float *y, int64_t n, int64_t len)
 {
-    float mx = xr[0];
-    for (int64_t j = 1; j < len; j++) mx = xr[j] > mx ? xr[j] : mx;
-    for (int64_t j = 0; j < len; j++) yr[j] = nad_expf(xr[j] - mx);
-    float sum = 0;
-    for (int64_t j = 0; j < len; j++) sum += yr[j];
-    float inv = 1.0f / sum;
-    for (int64_t j = 0; j < len; j++) yr[j] *= inv;
+    for (int64_t r = 0; r < n; r++) {
+        const float *xr = x + r * len;
+        float *yr = y + r * len;
+        float mx = xr[0];
+        for (int64_t j = 1; j < len; j++) mx = xr[j] > mx ? xr[j] : mx;
+        for (int64_t j = 0; j < len; j++) yr[j] = xr[j] - mx;
+    }
+    for (int64_t i = 0; i < n * len; i++) y[i] = nad_expf(y[i]);
+    for (int64_t r = 0; r < n; r++) {
+        float *yr = y + r * len;
+        float sum = 0;
+        for (int64_t j = 0; j < len; j++) sum += yr[j];
+        float inv = 1.0f / sum;
+        for (int64_t j = 0; j < len; j++) yr[j] *= inv;
+    }
 }
 
 int nad_softmax_forward(const nad_tensor *x, nad_tensor *y)
@@ -28,8 +37,11 @@ int nad_softmax_forward(const nad_tensor *x, nad_tensor *y)
     int64_t len = x->size[x->ndim - 1], rows = len ? nad_numel(x) / len : 0;
     const float *xd = nad_data(x);
     float *yd = nad_data(y);
+    /* blocks of about 4096 values: long enough for the exp loop, small enough for L1 */
+    int64_t block = len >= 4096 ? 1 : 4096 / len;
     #pragma omp parallel for schedule(static) if (rows * len > 32768)
-    for (int64_t r = 0; r < rows; r++) softmax_row(xd + r * len, yd + r * len, len);
+    for (int64_t r = 0; r < rows; r += block)
+        softmax_rows(xd + r * len, yd + r * len, rows - r < block ? rows - r : block, len);
     return 0;
 }
 
