@@ -94,4 +94,21 @@ function tests.resume_ends_identical_to_an_uninterrupted_run()
     os.execute('rm -rf ' .. a .. ' ' .. b)
 end
 
+function tests.finetune_resume_ends_identical()
+    local finetune = require 'autonad.pipeline.finetune'
+    local a, b = tmpdir(), tmpdir()
+    local over = { 'supernet.epochs=1', 'finetune.epochs=3', 'finetune.batch=4' }
+    local ca, cb = context.new(tiny_recipe(a, over), { quiet = true }), context.new(tiny_recipe(b, over), { quiet = true })
+    train.run(ca)
+    train.run(cb)
+    finetune.run(ca, 'largest')
+    finetune.run(cb, 'largest', { stop_after_epoch = 1 })
+    finetune.run(context.new(tiny_recipe(b, over), { quiet = true }), 'largest')
+    local sa = ckpt.load(a .. '/finetune_largest.state')
+    local sb = ckpt.load(b .. '/finetune_largest.state')
+    for name, t in pairs(sa) do T.all_near(sb[name], t, 0, name) end
+    T.eq(json.read(a .. '/finetune_largest.json').best_val, json.read(b .. '/finetune_largest.json').best_val)
+    os.execute('rm -rf ' .. a .. ' ' .. b)
+end
+
 return tests

@@ -12,6 +12,7 @@ local schedule = require 'autonad.optim.schedule'
 local progress = require 'autonad.pipeline.progress'
 local evaluate = require 'autonad.pipeline.evaluate'
 local context = require 'autonad.pipeline.context'
+local optstate = require 'autonad.pipeline.optstate'
 
 local M = {}
 
@@ -78,12 +79,7 @@ function M.run(ctx, which, opts)
     if not opts.fresh and context.exists(state_path) then
         local t, meta = ckpt.load(state_path)
         for _, e in ipairs(entries) do e.view(e.value):copy(t['w/' .. e.name]) end
-        local sd = { kind = meta.optimizer.kind, hyper = meta.optimizer.hyper, steps = meta.optimizer.steps, state = {} }
-        for i, e in ipairs(entries) do
-            sd.state[i] = {}
-            for _, sn in ipairs(meta.optimizer.state[i]) do sd.state[i][sn] = t['opt/' .. e.name .. '/' .. sn] end
-        end
-        opt:load_state_dict(sd)
+        optstate.unpack(opt, entries, meta.optimizer, t)
         net.rng:set_state(meta.net_rng)
         start_epoch, it, best, history = meta.epoch + 1, meta.iteration, meta.best, meta.history
         ctx:say('[finetune] resuming %s after epoch %d from %s', tag, meta.epoch, state_path)
@@ -120,17 +116,7 @@ function M.run(ctx, which, opts)
         end
         local tensors = {}
         for _, e in ipairs(entries) do tensors['w/' .. e.name] = e.view(e.value) end
-        local sd = opt:state_dict()
-        local om = { kind = sd.kind, hyper = sd.hyper, steps = sd.steps, state = {} }
-        for i, st in ipairs(sd.state) do
-            om.state[i] = {}
-            for sn, t in pairs(st) do
-                tensors['opt/' .. entries[i].name .. '/' .. sn] = t
-                om.state[i][#om.state[i] + 1] = sn
-            end
-            table.sort(om.state[i])
-        end
-        ckpt.save(state_path, tensors, { epoch = epoch, iteration = it, optimizer = om,
+        ckpt.save(state_path, tensors, { epoch = epoch, iteration = it, optimizer = optstate.pack(opt, entries, tensors),
             net_rng = net.rng:state(), best = best, history = history })
         if opts.stop_after_epoch and epoch >= opts.stop_after_epoch then break end
     end

@@ -15,35 +15,11 @@ local schedule = require 'autonad.optim.schedule'
 local progress = require 'autonad.pipeline.progress'
 
 local context = require 'autonad.pipeline.context'
+local optstate = require 'autonad.pipeline.optstate'
 
 local M = {}
 
 local CKPT, LOG, DONE = 'supernet.ckpt', 'supernet_log.jsonl', 'supernet.json'
-
--- the optimiser's state as named tensors + plain meta (checkpoint layout)
-local function pack_optimizer(opt, entries, tensors)
-    local sd = opt:state_dict()
-    local meta = { kind = sd.kind, hyper = sd.hyper, steps = sd.steps, state = {} }
-    for i, st in ipairs(sd.state) do
-        local names = {}
-        for sn, t in pairs(st) do
-            tensors['opt/' .. entries[i].name .. '/' .. sn] = t
-            names[#names + 1] = sn
-        end
-        table.sort(names)
-        meta.state[i] = names
-    end
-    return meta
-end
-
-local function unpack_optimizer(opt, entries, meta, tensors)
-    local state = {}
-    for i, names in ipairs(meta.state) do
-        state[i] = {}
-        for _, sn in ipairs(names) do state[i][sn] = tensors['opt/' .. entries[i].name .. '/' .. sn] end
-    end
-    opt:load_state_dict({ kind = meta.kind, hyper = meta.hyper, steps = meta.steps, state = state })
-end
 
 -- the log file cut to `bytes` (a resumed run drops iterations after its checkpoint)
 local function truncate_log(path, bytes)
@@ -93,7 +69,7 @@ function M.run(ctx, opts)
             if not src then error('autonad: ' .. ctx:path(CKPT) .. ' lacks weight ' .. name, 0) end
             v:copy(src)
         end
-        unpack_optimizer(opt, entries, meta.optimizer, t)
+        optstate.unpack(opt, entries, meta.optimizer, t)
         sampler:set_state(meta.sampler_rng)
         net.rng:set_state(meta.net_rng)
         start_epoch, it, history = meta.epoch + 1, meta.iteration, meta.history or {}
@@ -158,7 +134,7 @@ function M.run(ctx, opts)
         -- the checkpoint: everything needed to continue exactly from here
         local tensors = {}
         for name, v in pairs(P:named_values()) do tensors['w/' .. name] = v end
-        local meta = { epoch = epoch, iteration = it, optimizer = pack_optimizer(opt, entries, tensors),
+        local meta = { epoch = epoch, iteration = it, optimizer = optstate.pack(opt, entries, tensors),
             sampler_rng = sampler:state(), net_rng = net.rng:state(), log_bytes = file_size(log_path),
             history = history }
         ckpt.save(ctx:path(CKPT), tensors, meta)
