@@ -124,13 +124,15 @@ local augments = {
 }
 
 --- A loader over split (train/val/test) with batch size batch. augment: a name above or a
---- table; eval loaders do not shuffle. max_images limits the samples (a prefix of the split).
+--- table; eval loaders do not shuffle. max_images limits the samples to that many evenly
+--- spaced through the split (split files are often sorted by class: a prefix would drop
+--- classes).
 function Context:loader(split, batch, augment, max_images)
     local d, r = self.recipe.data, self.recipe
     local ds = self:data()[split]
     if max_images and max_images < #ds.samples then
-        local idx = {}
-        for i = 1, max_images do idx[i] = i end
+        local idx, n = {}, #ds.samples
+        for i = 1, max_images do idx[i] = math.floor((i - 0.5) * n / max_images) + 1 end
         ds = ds:subset(idx, split)
     end
     local aug = augment
