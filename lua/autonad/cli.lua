@@ -182,9 +182,12 @@ function M.main(args)
     if not f then return fail("unknown command '" .. cmd .. "' (see autonad help)") end
     local ok, pos, opts = pcall(parse, args, 2)
     if not ok then return fail(tostring(pos):gsub('^autonad: ', '')) end
+    -- errors reach the user as their message; the Lua stack only with AUTONAD_TRACEBACK=1
     local ok2, rc = xpcall(function() return f(pos, opts) end, function(e)
-        if type(e) == 'string' and e:match('^autonad: ') and not os.getenv('AUTONAD_TRACEBACK') then return e end
-        return debug.traceback(tostring(e), 2)
+        if os.getenv('AUTONAD_TRACEBACK') then return debug.traceback(tostring(e), 2) end
+        local msg = tostring(e)
+        if not msg:match('^autonad: ') then msg = 'autonad: ' .. msg .. '\n(AUTONAD_TRACEBACK=1 shows where)' end
+        return msg
     end)
     if not ok2 then
         io.stderr:write(tostring(rc), '\n')
