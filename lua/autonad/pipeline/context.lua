@@ -45,7 +45,10 @@ function M.new(recipe, opts)
     else error('autonad: recipe: space must be a name, a path or a table', 0) end
     if recipe.space_overrides then deep_merge(s, recipe.space_overrides) end
     self.space = space_mod.check(s)
-    json.write(self:path('recipe.json'), recipe)
+    -- recipe.json is the recipe the run was created with; every later invocation (which may
+    -- --set other values, e.g. threads for a latency measurement) is appended to recipes.jsonl
+    if not exists(self:path('recipe.json')) then json.write(self:path('recipe.json'), recipe) end
+    self:log('recipes', { time = os.date('!%Y-%m-%dT%H:%M:%SZ'), recipe = recipe })
     return self
 end
 
