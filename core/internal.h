@@ -77,4 +77,12 @@ void nad_rowiter_init(nad_rowiter *it, const nad_tensor *t);
 void nad_rowiter_init_strides(nad_rowiter *it, const nad_tensor *shape, const int64_t *stride);
 int64_t nad_rowiter_offset(const nad_rowiter *it, int64_t row);
 
+/* Raw channels-last resampling (core/data/augment.c), shared by augmentation and the loader:
+   dst[oh,ow,ch] = bilinear(src[h,w,ch]) with PyTorch's align_corners=False rule, and
+   dst[oh,ow] = nearest(src[h,w]) at the same pixel centres (for masks). */
+void nad_resample_bilinear(const float *src, int64_t h, int64_t w, int64_t ch, float *dst,
+                           int64_t oh, int64_t ow);
+void nad_resample_nearest(const float *src, int64_t h, int64_t w, float *dst, int64_t oh,
+                          int64_t ow);
+
 #endif

@@ -60,8 +60,9 @@ static void apply_map(const int_map *m, const float *src, int64_t h, int64_t w, 
     remap_int(src, h, w, ch, dst, m->oh, m->ow, m->i0, m->ir, m->ic, m->j0, m->jr, m->jc, fill);
 }
 
-/* PyTorch bilinear, align_corners=False: src = (dst + 0.5) * in / out - 0.5, clamped at 0. */
-static void resize_bilinear(const float *src, int64_t h, int64_t w, int64_t ch, float *dst,
+/* PyTorch bilinear, align_corners=False: src = (dst + 0.5) * in / out - 0.5, clamped at 0.
+   Also the loader's final resize to the network's input size (internal.h). */
+void nad_resample_bilinear(const float *src, int64_t h, int64_t w, int64_t ch, float *dst,
                             int64_t oh, int64_t ow)
 {
     const float sh = (float)h / (float)oh, sw = (float)w / (float)ow;
@@ -84,8 +85,9 @@ static void resize_bilinear(const float *src, int64_t h, int64_t w, int64_t ch, 
     }
 }
 
-/* Nearest at the same pixel centres: source index floor((i + 0.5) * in / out). */
-static void resize_nearest(const float *src, int64_t h, int64_t w, float *dst, int64_t oh,
+/* Nearest at the same pixel centres: source index floor((i + 0.5) * in / out), so a mask
+   stays aligned with its bilinearly resized image. */
+void nad_resample_nearest(const float *src, int64_t h, int64_t w, float *dst, int64_t oh,
                            int64_t ow)
 {
     for (int64_t r = 0; r < oh; r++) {
@@ -362,8 +364,8 @@ int nad_augment_resize(int32_t out_h, int32_t out_w, const nad_tensor *img,
         return nad_fail(NAD_EINVAL, "%s: output size %dx%d is not positive", fn, out_h, out_w);
     if ((rc = resize_outputs(img, mask, out_h, out_w, img_out, mask_out))) return rc;
     int64_t h = img->size[0], w = img->size[1];
-    resize_bilinear(nad_data(img), h, w, img->size[2], nad_data(img_out), out_h, out_w);
-    if (mask) resize_nearest(nad_data(mask), h, w, nad_data(mask_out), out_h, out_w);
+    nad_resample_bilinear(nad_data(img), h, w, img->size[2], nad_data(img_out), out_h, out_w);
+    if (mask) nad_resample_nearest(nad_data(mask), h, w, nad_data(mask_out), out_h, out_w);
     return 0;
 }
 
@@ -695,10 +697,10 @@ int nad_augment_apply(nad_workspace *ws, nad_rng *rng, const nad_augment_params 
     if (mask) memcpy(s.msk, nad_data(mask), (size_t)nad_numel(mask) * sizeof(float));
 
     if (p->resize_h && (p->resize_h != s.h || p->resize_w != s.w)) {
-        resize_bilinear(s.img, s.h, s.w, ch, s.img2, p->resize_h, p->resize_w);
+        nad_resample_bilinear(s.img, s.h, s.w, ch, s.img2, p->resize_h, p->resize_w);
         swap_img(&s);
         if (mask) {
-            resize_nearest(s.msk, s.h, s.w, s.msk2, p->resize_h, p->resize_w);
+            nad_resample_nearest(s.msk, s.h, s.w, s.msk2, p->resize_h, p->resize_w);
             swap_msk(&s);
         }
         s.h = p->resize_h;

@@ -83,54 +83,19 @@ static void sample_rng(nad_rng *r, uint64_t seed, int64_t epoch, int64_t p)
     nad_rng_init(r, mix64(mix64(mix64(seed) ^ (uint64_t)epoch) ^ (uint64_t)p));
 }
 
-/* dst[oh,ow,c] = bilinear(src[h,w,c]) with PyTorch's align_corners=False rule; a plain copy
-   when the sizes match. */
+/* dst[oh,ow,c] = src resized to the network's input (bilinear; nearest for masks, at the same
+   pixel centres), a plain copy when the sizes match. */
 static void write_image(const float *src, int64_t h, int64_t w, int64_t c, float *dst,
                         int64_t oh, int64_t ow)
 {
-    if (h == oh && w == ow) {
-        memcpy(dst, src, (size_t)(h * w * c) * sizeof(float));
-        return;
-    }
-    float sy = (float)h / (float)oh, sx = (float)w / (float)ow;
-    for (int64_t y = 0; y < oh; y++) {
-        float fy = ((float)y + 0.5f) * sy - 0.5f;
-        if (fy < 0) fy = 0;
-        int64_t y0 = (int64_t)fy, y1 = y0 + 1 < h ? y0 + 1 : h - 1;
-        float ly = fy - (float)y0;
-        for (int64_t x = 0; x < ow; x++) {
-            float fx = ((float)x + 0.5f) * sx - 0.5f;
-            if (fx < 0) fx = 0;
-            int64_t x0 = (int64_t)fx, x1 = x0 + 1 < w ? x0 + 1 : w - 1;
-            float lx = fx - (float)x0;
-            const float *a = src + (y0 * w + x0) * c, *b = src + (y0 * w + x1) * c;
-            const float *d = src + (y1 * w + x0) * c, *e = src + (y1 * w + x1) * c;
-            float *o = dst + (y * ow + x) * c;
-            for (int64_t k = 0; k < c; k++) {
-                float top = a[k] + (b[k] - a[k]) * lx, bot = d[k] + (e[k] - d[k]) * lx;
-                o[k] = top + (bot - top) * ly;
-            }
-        }
-    }
+    if (h == oh && w == ow) memcpy(dst, src, (size_t)(h * w * c) * sizeof(float));
+    else nad_resample_bilinear(src, h, w, c, dst, oh, ow);
 }
 
-/* dst[oh,ow] = nearest(src[h,w]) at the pixel centres the bilinear image uses: source index
-   floor((i + 0.5) in / out), so image and mask stay aligned. */
 static void write_mask(const float *src, int64_t h, int64_t w, float *dst, int64_t oh, int64_t ow)
 {
-    if (h == oh && w == ow) {
-        memcpy(dst, src, (size_t)(h * w) * sizeof(float));
-        return;
-    }
-    for (int64_t y = 0; y < oh; y++) {
-        int64_t sy = (int64_t)floor(((double)y + 0.5) * (double)h / (double)oh);
-        if (sy > h - 1) sy = h - 1;
-        for (int64_t x = 0; x < ow; x++) {
-            int64_t sx = (int64_t)floor(((double)x + 0.5) * (double)w / (double)ow);
-            if (sx > w - 1) sx = w - 1;
-            dst[y * ow + x] = src[sy * w + sx];
-        }
-    }
+    if (h == oh && w == ow) memcpy(dst, src, (size_t)(h * w) * sizeof(float));
+    else nad_resample_nearest(src, h, w, dst, oh, ow);
 }
 
 /* A generated sample into wk->img [H,W,channels] and wk->mask [H,W]; its label in *label. */
