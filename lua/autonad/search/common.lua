@@ -128,4 +128,18 @@ function M.result(archive, history, l_base, extra)
     return out
 end
 
+--- The start every strategy shares: restore the generator, and measure L_base once
+--- (checkpointed). Returns the finished result when the state holds one (a resumed run that
+--- had completed), else nil.
+function M.start(ctx, name)
+    local st = ctx.state
+    M.resume_rng(ctx)
+    if st.done then return st.done end
+    if not st.l_base then
+        st.l_base = M.latency_base(ctx)
+        ctx.log({ strategy = name, latency_base = st.l_base })
+        M.checkpoint(ctx)
+    end
+end
+
 return M

@@ -27,13 +27,8 @@ M.defaults = {
 
 function M.run(ctx)
     local o, st, space, rng = ctx.options, ctx.state, ctx.space, ctx.rng
-    common.resume_rng(ctx)
-    if st.done then return st.done end
-    if not st.l_base then
-        st.l_base = common.latency_base(ctx)
-        ctx.log({ strategy = 'evolution', latency_base = st.l_base })
-        common.checkpoint(ctx)
-    end
+    local done = common.start(ctx, 'evolution')
+    if done then return done end
     local archive = common.archive(ctx)
     local function sample() return arch.sample(space, rng, ctx.prior) end
     if not st.population then

@@ -112,13 +112,8 @@ end
 
 function M.run(ctx)
     local o, st, space, rng = ctx.options, ctx.state, ctx.space, ctx.rng
-    common.resume_rng(ctx)
-    if st.done then return st.done end
-    if not st.l_base then
-        st.l_base = common.latency_base(ctx)
-        ctx.log({ strategy = 'nsga2', latency_base = st.l_base })
-        common.checkpoint(ctx)
-    end
+    local done = common.start(ctx, 'nsga2')
+    if done then return done end
     local archive = common.archive(ctx)
     local recs = archive.records
     local function sample() return arch.sample(space, rng, ctx.prior) end

@@ -16,13 +16,8 @@ M.defaults = {
 
 function M.run(ctx)
     local o, st = ctx.options, ctx.state
-    common.resume_rng(ctx)
-    if st.done then return st.done end
-    if not st.l_base then
-        st.l_base = common.latency_base(ctx)
-        ctx.log({ strategy = 'random', latency_base = st.l_base })
-        common.checkpoint(ctx)
-    end
+    local done = common.start(ctx, 'random')
+    if done then return done end
     local archive = common.archive(ctx)
     st.history, st.batches = st.history or {}, st.batches or 0
     local function sample() return arch.sample(ctx.space, ctx.rng, ctx.prior) end
