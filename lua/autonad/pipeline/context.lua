@@ -13,10 +13,12 @@ Context.__index = Context
 
 local M = {}
 
+--- Creates directory path (and its parents); errors name it.
 local function mkdir_p(path)
     local ok = os.execute("mkdir -p '" .. path:gsub("'", "'\\''") .. "'")
-    if ok ~= 0 and ok ~= true then error('autonad: cannot create the run directory ' .. path, 0) end
+    if ok ~= 0 and ok ~= true then error('autonad: cannot create the directory ' .. path, 0) end
 end
+M.mkdir_p = mkdir_p
 
 local function exists(path)
     local f = io.open(path, 'rb')

@@ -49,7 +49,7 @@ function M.run(ctx, paths, opts)
     local H, W, cin = r.data.size[1], r.data.size[2], r.data.channels
     local k, names = ctx:num_classes(), ctx:data().classes
     local out_dir = opts.out or ctx:path('predictions')
-    os.execute("mkdir -p '" .. out_dir:gsub("'", "'\\''") .. "'")
+    require('autonad.pipeline.context').mkdir_p(out_dir)
     local img, x = autonad.tensor(), autonad.tensor(1, H, W, cin)
     local results = {}
     for _, p in ipairs(paths) do
