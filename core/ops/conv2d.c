@@ -2,26 +2,13 @@
    and backward. Three paths: 1x1 stride-1 as plain GEMMs on x, depthwise as direct loops over
    contiguous channels, the rest as NHWC im2col + GEMM in bounded chunks. Used by the patch
    embeddings, the conv mixer, Mix-FFN's depthwise conv and the decoder (5x5 super-kernel views). */
-#include "../internal.h"
+#include "conv2d.h"
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
 
 /* floats of im2col columns per chunk (16 MiB): bounds the workspace, keeps GEMMs large */
 enum { COLS_BUDGET = 4 << 20 };
-
-enum { PATH_GEMM, PATH_1X1, PATH_DEPTHWISE, PATH_GROUPED };
-/* groups with at most this many outputs each take the direct grouped path */
-enum { GROUPED_MAX_COG = 8 };
-
-typedef struct geom {
-    int64_t n, h, w, ci, co, k, ho, wo;
-    int64_t s, pad, d, g;
-    int64_t cig, cog, kk, kcg; /* Ci/groups, Co/groups, K*K, K*K*Ci/groups */
-    int64_t rows;              /* N*Ho*Wo output pixels */
-    int64_t chunk;             /* output rows (n, ho) per im2col chunk */
-    int path;
-} geom;
 
 /* ---- argument checks ---- */
 
@@ -110,11 +97,6 @@ static int64_t row_ld(const nad_tensor *w, const geom *g)
     if (!rows) return 0;
     int64_t ld = sz[0] == 1 ? g->kcg : st[0];
     return ld >= g->kcg ? ld : 0;
-}
-
-static inline int64_t w_off(const nad_tensor *w, int64_t o, int64_t kh, int64_t kw, int64_t c)
-{
-    return o * w->stride[0] + kh * w->stride[1] + kw * w->stride[2] + c * w->stride[3];
 }
 
 /* dst[Co][K*K*Cig] = w (any view) */
@@ -267,96 +249,6 @@ static void add_colsum(const float *dy, int64_t rows, int64_t co, int64_t nparts
         float s = 0;
         for (int64_t t = 0; t < nparts; t++) s += part[t * co + c];
         o[c * db->stride[0]] += s;
-    }
-}
-
-/* ---- depthwise: wt[K*K][C] (taps major, channels contiguous) ---- */
-
-static void pack_taps(const geom *g, const nad_tensor *w, float *wt)
-{
-    const float *src = nad_data(w);
-    for (int64_t c = 0; c < g->co; c++)
-        for (int64_t kh = 0; kh < g->k; kh++)
-            for (int64_t kw = 0; kw < g->k; kw++)
-                wt[(kh * g->k + kw) * g->co + c] = src[w_off(w, c, kh, kw, 0)];
-}
-
-/* y row q = (n, ho): y[wo][c] = bias[c] + sum_taps x[hi][wi][c] wt[tap][c] */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-dw_forward_row(const geom *g, const float *x, const float *wt, const float *bias, int64_t q,
-               float *y)
-{
-    const int64_t c = g->ci, n = q / g->ho, ho = q % g->ho;
-    for (int64_t wo = 0; wo < g->wo; wo++) {
-        float *acc = y + (q * g->wo + wo) * c;
-        if (bias)
-            memcpy(acc, bias, (size_t)c * sizeof(float));
-        else
-            memset(acc, 0, (size_t)c * sizeof(float));
-        for (int64_t kh = 0; kh < g->k; kh++) {
-            int64_t hi = ho * g->s - g->pad + kh * g->d;
-            if (hi < 0 || hi >= g->h) continue;
-            const float *xr = x + (n * g->h + hi) * g->w * c;
-            for (int64_t kw = 0; kw < g->k; kw++) {
-                int64_t wi = wo * g->s - g->pad + kw * g->d;
-                if (wi < 0 || wi >= g->w) continue;
-                const float *xp = xr + wi * c, *wp = wt + (kh * g->k + kw) * c;
-                #pragma omp simd
-                for (int64_t i = 0; i < c; i++) acc[i] += xp[i] * wp[i];
-            }
-        }
-    }
-}
-
-/* dx row p = (n, hi), gathered: dx[wi][c] = sum over (ho, wo, tap) reading it of
-   dy[ho][wo][c] wt[tap][c] */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-dw_dx_row(const geom *g, const float *dy, const float *wt, int64_t p, float *dx)
-{
-    const int64_t c = g->ci, n = p / g->h, hi = p % g->h;
-    for (int64_t wi = 0; wi < g->w; wi++) {
-        float *acc = dx + (p * g->w + wi) * c;
-        memset(acc, 0, (size_t)c * sizeof(float));
-        for (int64_t kh = 0; kh < g->k; kh++) {
-            int64_t t = hi + g->pad - kh * g->d;
-            if (t < 0 || t % g->s || t / g->s >= g->ho) continue;
-            const float *dyr = dy + (n * g->ho + t / g->s) * g->wo * c;
-            for (int64_t kw = 0; kw < g->k; kw++) {
-                int64_t u = wi + g->pad - kw * g->d;
-                if (u < 0 || u % g->s || u / g->s >= g->wo) continue;
-                const float *dp = dyr + (u / g->s) * c, *wp = wt + (kh * g->k + kw) * c;
-                #pragma omp simd
-                for (int64_t i = 0; i < c; i++) acc[i] += dp[i] * wp[i];
-            }
-        }
-    }
-}
-
-/* dwt[tap][c] += sum over wo of dy[q][wo][c] x[hi][wi][c]; dbt[c] += sum over wo of dy */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-dw_dw_row(const geom *g, const float *x, const float *dy, int64_t q, float *dwt, float *dbt)
-{
-    const int64_t c = g->ci, n = q / g->ho, ho = q % g->ho;
-    for (int64_t wo = 0; wo < g->wo; wo++) {
-        const float *dp = dy + (q * g->wo + wo) * c;
-        if (dbt) {
-            #pragma omp simd
-            for (int64_t i = 0; i < c; i++) dbt[i] += dp[i];
-        }
-        if (!dwt) continue;
-        for (int64_t kh = 0; kh < g->k; kh++) {
-            int64_t hi = ho * g->s - g->pad + kh * g->d;
-            if (hi < 0 || hi >= g->h) continue;
-            const float *xr = x + (n * g->h + hi) * g->w * c;
-            for (int64_t kw = 0; kw < g->k; kw++) {
-                int64_t wi = wo * g->s - g->pad + kw * g->d;
-                if (wi < 0 || wi >= g->w) continue;
-                const float *xp = xr + wi * c;
-                float *a = dwt + (kh * g->k + kw) * c;
-                #pragma omp simd
-                for (int64_t i = 0; i < c; i++) a[i] += dp[i] * xp[i];
-            }
-        }
     }
 }
 
@@ -513,9 +405,9 @@ int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_
 
     if (g.path == PATH_DEPTHWISE) {
         float *wt = base + o_w;
-        pack_taps(&g, w, wt);
+        nad_dw_pack_taps(&g, w, wt);
         #pragma omp parallel for schedule(static) if (g.rows * g.kk * g.ci > 32768)
-        for (int64_t q = 0; q < g.n * g.ho; q++) dw_forward_row(&g, xd, wt, bias, q, yd);
+        for (int64_t q = 0; q < g.n * g.ho; q++) nad_dw_forward_row(&g, xd, wt, bias, q, yd);
         return 0;
     }
     if (g.path == PATH_GROUPED) {
@@ -620,9 +512,9 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         /* dx[hi, wi, c] = sum dy[ho, wo, c] w[c, tap]; dw[c, tap] += sum dy[ho, wo, c] x[hi, wi, c] */
         if (dx) {
             float *wt = base + o_w;
-            pack_taps(&g, w, wt);
+            nad_dw_pack_taps(&g, w, wt);
             #pragma omp parallel for schedule(static) if (g.rows * g.kk * g.ci > 32768)
-            for (int64_t pr = 0; pr < g.n * g.h; pr++) dw_dx_row(&g, dyd, wt, pr, dxd);
+            for (int64_t pr = 0; pr < g.n * g.h; pr++) nad_dw_dx_row(&g, dyd, wt, pr, dxd);
         }
         if (dw || db) {
             float *pw = dw ? base + o_dw : NULL, *pb = db ? base + o_db : NULL;
@@ -633,7 +525,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
                 if (a) memset(a, 0, (size_t)(g.kk * g.co) * sizeof(float));
                 if (s) memset(s, 0, (size_t)g.co * sizeof(float));
                 for (int64_t q = nq * t / nparts; q < nq * (t + 1) / nparts; q++)
-                    dw_dw_row(&g, xd, dyd, q, a, s);
+                    nad_dw_dw_row(&g, xd, dyd, q, a, s);
             }
             for (int64_t t = 1; t < nparts; t++) {
                 for (int64_t i = 0; pw && i < g.kk * g.co; i++) pw[i] += pw[t * g.kk * g.co + i];

@@ -308,28 +308,53 @@ Test(conv2d, backward_into_weight_views_matches_finite_differences)
 
 /* Against the reference loops at a size where im2col runs in several chunks that cut images
    mid-way (4608 floats per pixel, 32 pixels per row: 28 rows a chunk, then 4). */
-Test(conv2d, backward_matches_loops_across_im2col_chunks)
+/* forward and backward of c against the plain loops (ref_forward, ref_backward) */
+static void check_against_loops(const cfg *c, uint64_t seed)
 {
-    cfg c = {1, 32, 32, 512, 2, 3, 1, 1, 1, 1, 1};
     nad_rng rng;
-    nad_rng_init(&rng, 70);
+    nad_rng_init(&rng, seed);
     nad_workspace *ws = nad_workspace_new(0);
-    nad_tensor *x = tc_rand(&rng, TC_SIZES(c.n, c.h, c.w, c.ci));
-    nad_tensor *w = tc_rand(&rng, TC_SIZES(c.co, 3, 3, c.ci)), *b = tc_rand(&rng, TC_SIZES(c.co));
-    nad_tensor *dy = tc_rand(&rng, TC_SIZES(c.n, c.h, c.w, c.co));
-    nad_tensor *y = tc_empty(), *dx = tc_empty(), *dw = tc_zeros(TC_SIZES(c.co, 3, 3, c.ci));
-    nad_conv2d_params p = params_of(&c);
+    int64_t ho = out_size(c->h, c), wo = out_size(c->w, c);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(c->n, c->h, c->w, c->ci));
+    nad_tensor *w = tc_rand(&rng, TC_SIZES(c->co, c->k, c->k, c->ci / c->g));
+    nad_tensor *b = tc_rand(&rng, TC_SIZES(c->co));
+    nad_tensor *dy = tc_rand(&rng, TC_SIZES(c->n, ho, wo, c->co));
+    nad_tensor *y = tc_empty(), *dx = tc_empty();
+    nad_tensor *dw = tc_zeros(TC_SIZES(c->co, c->k, c->k, c->ci / c->g));
+    nad_conv2d_params p = params_of(c);
     cr_assert_eq(nad_conv2d_forward(ws, &p, x, w, b, y), 0, "%s", nad_last_error());
-    nad_tensor *want = ref_forward(&c, x, w, b);
-    cr_assert(tc_close(y, want, 1e-4, 1e-4));
+    nad_tensor *want = ref_forward(c, x, w, b);
+    cr_assert(tc_close(y, want, 1e-4, 1e-4), "y: k%lld s%d pad%d d%d g%d", (long long)c->k, c->s,
+              c->pad, c->d, c->g);
     cr_assert_eq(nad_conv2d_backward(ws, &p, x, w, dy, dx, dw, NULL), 0, "%s", nad_last_error());
     nad_tensor *rdx, *rdw;
-    ref_backward(&c, x, w, dy, &rdx, &rdw);
-    cr_assert(tc_close(dx, rdx, 1e-4, 1e-4), "dx");
-    cr_assert(tc_close(dw, rdw, 1e-4, 1e-3), "dw");
+    ref_backward(c, x, w, dy, &rdx, &rdw);
+    cr_assert(tc_close(dx, rdx, 1e-4, 1e-4), "dx: k%lld s%d pad%d d%d g%d", (long long)c->k,
+              c->s, c->pad, c->d, c->g);
+    cr_assert(tc_close(dw, rdw, 1e-4, 1e-3), "dw: k%lld s%d pad%d d%d g%d", (long long)c->k,
+              c->s, c->pad, c->d, c->g);
     nad_tensor *ts[] = {x, w, b, dy, y, dx, dw, want, rdx, rdw};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) nad_tensor_free(ts[i]);
     nad_workspace_free(ws);
+}
+
+Test(conv2d, backward_matches_loops_across_im2col_chunks)
+{
+    cfg c = {1, 32, 32, 512, 2, 3, 1, 1, 1, 1, 1};
+    check_against_loops(&c, 70);
+}
+
+/* channels beyond one 16-wide vector, with and without a remainder, as Mix-FFN uses them */
+Test(conv2d, depthwise_vector_blocks_match_loops)
+{
+    cfg cs[] = {
+        {2, 9, 8, 32, 32, 3, 1, 1, 1, 32, 1}, /* two whole vectors */
+        {1, 7, 9, 20, 20, 3, 1, 1, 1, 20, 1}, /* one vector + 4 channels */
+        {1, 9, 8, 35, 35, 3, 2, 2, 2, 35, 1}, /* stride 2, dilation 2, remainder 3 */
+        {1, 6, 7, 48, 48, 5, 1, 2, 1, 48, 1}, /* 5x5 */
+        {1, 4, 5, 17, 17, 3, 1, 0, 1, 17, 1}, /* no padding */
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_against_loops(&cs[i], 80 + i);
 }
 
 Test(conv2d, backward_accumulates_dw_db_and_skips_null_outputs)
