@@ -1,9 +1,9 @@
 -- profile_subnet.lua: a driver for profiling and before/after timing of the core's kernels:
 -- the middle subnet of bench/vs_torch.lua (searchspaces/autonad.lua), decoder width 64, grey
--- input 200x200, batch 8, N training steps (forward, loss, backward; no optimiser) after one
+-- input 200x200, batch 8 (or B), N training steps (forward, loss, backward; no optimiser) after one
 -- warm-up step. Prints the median seconds per step.
 --   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE AUTONAD_LIB=$PWD/build/libautonad.so \
---       luajit bench/profile_subnet.lua [steps=5] [threads=1] [mode=train|inf]
+--       luajit bench/profile_subnet.lua [steps=5] [threads=1] [mode=train|inf] [batch=8]
 -- Under perf: perf record -g -o perf.data luajit bench/profile_subnet.lua 10
 local dir = debug.getinfo(1, 'S').source:match('^@(.*)/[^/]*$') or '.'
 package.path = table.concat({ dir .. '/../lua/?.lua', dir .. '/../lua/?/init.lua', package.path }, ';')
@@ -19,7 +19,7 @@ autonad.set_num_threads(threads)
 local ts = ffi.new('vs_timespec') -- declared by vs_torch.lua with clock_gettime
 local function now() ffi.C.clock_gettime(1, ts); return tonumber(ts.tv_sec) + 1e-9 * tonumber(ts.tv_nsec) end
 
-local size, width, batch, classes = 200, 64, 8, 4
+local size, width, batch, classes = 200, 64, tonumber(arg[4] or 8), 4
 local a = vs.arch_of('middle')
 local s = arch.copy(require('autonad.space').load(dir .. '/../searchspaces/autonad.lua'))
 s.decoder.width = width
@@ -48,5 +48,5 @@ for i = 1, steps do
     times[i] = now() - t0
 end
 table.sort(times)
-print(string.format('%s median %.4f s/step (min %.4f, %d steps, %d threads)', mode,
-    times[math.floor(#times / 2) + 1], times[1], steps, threads))
+print(string.format('%s median %.4f s/step (min %.4f, %d steps, batch %d, %d threads)', mode,
+    times[math.floor(#times / 2) + 1], times[1], steps, batch, threads))

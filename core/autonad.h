@@ -144,6 +144,13 @@ typedef struct nad_conv2d_params {
 } nad_conv2d_params;
 int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
                        const nad_tensor *w, const nad_tensor *b, nad_tensor *y);
+/* act = GELU(conv(x, w) + b), and y = the pre-activation (which GELU's backward reads) unless
+   y is NULL (inference). Depthwise convolutions apply GELU to each output row while it is in
+   cache (Mix-FFN's dw3x3 + GELU), saving a pass over the output; other convolutions run the
+   two ops one after the other. */
+int nad_conv2d_gelu_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
+                            const nad_tensor *w, const nad_tensor *b, nad_tensor *y,
+                            nad_tensor *act);
 /* dx overwritten (x's shape); dw (any view, same shape as w) and db accumulated. */
 int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
                         const nad_tensor *w, const nad_tensor *dy, nad_tensor *dx,

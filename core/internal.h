@@ -32,6 +32,10 @@ int nad_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 void *nad_alloc_zeroed(size_t bytes);
 void nad_free_aligned(void *p);
 
+/* y[i] = GELU(x[i]) for n contiguous floats, in the calling thread (y may be x): for operators
+   that apply GELU to their output while it is in cache (activation.c). */
+void nad_gelu_span(const float *x, float *y, int64_t n);
+
 /* Scratch of at least bytes from ws, 64-byte aligned; NULL (with an error set) on failure.
    Only one request is live at a time: take one block and carve it. */
 void *nad_workspace_get(nad_workspace *ws, size_t bytes);

@@ -369,17 +369,25 @@ gr_dw_row(const geom *g, const float *xg, const float *dy, int64_t ho, float *a)
 
 /* ---- forward ---- */
 
-int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
-                       const nad_tensor *w, const nad_tensor *b, nad_tensor *y)
+/* y = conv(x, w) + b, and with act: act = GELU(y). The depthwise path applies GELU to each
+   row as it is made (still in cache); the others over the whole output after. With act, y may
+   be NULL: the pre-activation is then not kept (act holds it until GELU runs in place). */
+static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_params *p,
+                        const nad_tensor *x, const nad_tensor *w, const nad_tensor *b,
+                        nad_tensor *y, nad_tensor *act)
 {
-    const char *fn = "conv2d_forward";
     geom g;
     int rc = check_geom(fn, p, x, w, &g);
     if (rc) return rc;
     if (b && (rc = check_vec(fn, "b", b, g.co))) return rc;
-    if ((rc = nad_check_tensor(fn, "y", y))) return rc;
-    if (nad_tensor_same_storage(x, y) || nad_tensor_same_storage(w, y))
+    if (y && (rc = nad_check_tensor(fn, "y", y))) return rc;
+    if (act && (rc = nad_check_tensor(fn, "act", act))) return rc;
+    if (y && (nad_tensor_same_storage(x, y) || nad_tensor_same_storage(w, y)))
         return nad_fail(NAD_EINVAL, "%s: y must not share storage with x or w", fn);
+    if (act && (nad_tensor_same_storage(x, act) || nad_tensor_same_storage(w, act) ||
+                (y && nad_tensor_same_storage(y, act))))
+        return nad_fail(NAD_EINVAL, "%s: act must not share storage with x, w or y", fn);
+    nad_tensor *out = y ? y : act; /* where the convolution writes */
 
     int64_t ldw = g.path == PATH_DEPTHWISE || g.path == PATH_GROUPED ? 0 : row_ld(w, &g);
     size_t used = 0, o_w = 0, o_b = 0, o_cols = 0;
@@ -392,11 +400,13 @@ int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_
     float *base = nad_workspace_get(ws, used * sizeof(float));
     if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
     int64_t ysz[4] = {g.n, g.ho, g.wo, g.co};
-    if ((rc = nad_tensor_resize(y, 4, ysz)) || (rc = nad_check_contig(fn, "y", y))) return rc;
+    if (y && ((rc = nad_tensor_resize(y, 4, ysz)) || (rc = nad_check_contig(fn, "y", y)))) return rc;
+    if (act && ((rc = nad_tensor_resize(act, 4, ysz)) || (rc = nad_check_contig(fn, "act", act))))
+        return rc;
     if (g.rows == 0) return 0;
 
     const float *xd = nad_data(x), *wd = nad_data(w);
-    float *yd = nad_data(y), *bias = NULL;
+    float *yd = nad_data(out), *ad = act ? nad_data(act) : NULL, *bias = NULL;
     if (b) {
         bias = base + o_b;
         const float *bd = nad_data(b);
@@ -406,8 +416,12 @@ int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_
     if (g.path == PATH_DEPTHWISE) {
         float *wt = base + o_w;
         nad_dw_pack_taps(&g, w, wt);
+        const int64_t row = g.wo * g.co;
         #pragma omp parallel for schedule(static) if (g.rows * g.kk * g.ci > 32768)
-        for (int64_t q = 0; q < g.n * g.ho; q++) nad_dw_forward_row(&g, xd, wt, bias, q, yd);
+        for (int64_t q = 0; q < g.n * g.ho; q++) {
+            nad_dw_forward_row(&g, xd, wt, bias, q, yd);
+            if (ad) nad_gelu_span(yd + q * row, ad + q * row, row);
+        }
         return 0;
     }
     if (g.path == PATH_GROUPED) {
@@ -419,7 +433,7 @@ int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_
             #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * g.cig * g.co > 32768)
             for (int64_t ho = 0; ho < g.ho; ho++) gr_forward_row(&g, xg, wg, bias, ho, yn);
         }
-        return 0;
+        return act ? nad_gelu_forward(out, act) : 0;
     }
     if (!ldw) {
         pack_rows(&g, w, base + o_w);
@@ -433,7 +447,7 @@ int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_
                         (int)g.cig, 1.0f, xd + gr * g.cig, (int)g.ci, wd + gr * g.cog * ldw,
                         (int)ldw, 0.0f, yd + gr * g.cog, (int)g.co);
         if (bias) add_bias(bias, g.co, 0, g.rows, yd);
-        return 0;
+        return act ? nad_gelu_forward(out, act) : 0;
     }
     /* y_g[R, Cog] = cols_g[R, K K Cig] w_g[Cog, K K Cig]^T per chunk of R output pixels */
     float *cols = base + o_cols;
@@ -448,7 +462,22 @@ int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_
                         (int)ldw, 0.0f, yd + r0 * g.co + gr * g.cog, (int)g.co);
         if (bias) add_bias(bias, g.co, r0, r0 + nr, yd);
     }
-    return 0;
+    return act ? nad_gelu_forward(out, act) : 0;
+}
+
+int nad_conv2d_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
+                       const nad_tensor *w, const nad_tensor *b, nad_tensor *y)
+{
+    if (!y) return nad_fail(NAD_EINVAL, "conv2d_forward: y is NULL");
+    return conv_forward("conv2d_forward", ws, p, x, w, b, y, NULL);
+}
+
+int nad_conv2d_gelu_forward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
+                            const nad_tensor *w, const nad_tensor *b, nad_tensor *y,
+                            nad_tensor *act)
+{
+    if (!act) return nad_fail(NAD_EINVAL, "conv2d_gelu_forward: act is NULL");
+    return conv_forward("conv2d_gelu_forward", ws, p, x, w, b, y, act);
 }
 
 /* ---- backward ----

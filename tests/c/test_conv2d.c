@@ -474,3 +474,58 @@ Test(conv2d, rejects_bad_shapes_without_touching_outputs)
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) nad_tensor_free(ts[i]);
     nad_workspace_free(ws);
 }
+
+/* conv2d_gelu_forward equals conv2d_forward then gelu_forward, keeping y or not, on each path */
+Test(conv2d, gelu_fused_matches_conv_then_gelu)
+{
+    cfg cs[] = {
+        {2, 7, 6, 35, 35, 3, 1, 1, 1, 35, 1}, /* depthwise: fused per row */
+        {1, 6, 5, 6, 4, 3, 2, 1, 1, 2, 1},   /* im2col + GEMM */
+        {2, 4, 5, 8, 6, 1, 1, 0, 1, 1, 0},   /* 1x1 */
+        {1, 4, 4, 288, 64, 3, 1, 1, 1, 32, 1}, /* grouped, as the conv mixer */
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        const cfg *c = &cs[i];
+        nad_rng rng;
+        nad_rng_init(&rng, 90 + i);
+        nad_workspace *ws = nad_workspace_new(0);
+        nad_tensor *x = tc_rand(&rng, TC_SIZES(c->n, c->h, c->w, c->ci));
+        nad_tensor *w = tc_rand(&rng, TC_SIZES(c->co, c->k, c->k, c->ci / c->g));
+        nad_tensor *b = c->bias ? tc_rand(&rng, TC_SIZES(c->co)) : NULL;
+        nad_tensor *y = tc_empty(), *act = tc_empty(), *want_y = tc_empty(), *want = tc_empty();
+        nad_tensor *alone = tc_empty();
+        nad_conv2d_params p = params_of(c);
+        cr_assert_eq(nad_conv2d_forward(ws, &p, x, w, b, want_y), 0, "%s", nad_last_error());
+        cr_assert_eq(nad_gelu_forward(want_y, want), 0, "%s", nad_last_error());
+        cr_assert_eq(nad_conv2d_gelu_forward(ws, &p, x, w, b, y, act), 0, "%s", nad_last_error());
+        cr_assert(tc_close(y, want_y, 1e-6, 1e-6), "y, case %zu", i);
+        cr_assert(tc_close(act, want, 1e-6, 1e-6), "act, case %zu", i);
+        cr_assert_eq(nad_conv2d_gelu_forward(ws, &p, x, w, b, NULL, alone), 0, "%s",
+                     nad_last_error());
+        cr_assert(tc_close(alone, want, 1e-6, 1e-6), "act without y, case %zu", i);
+        nad_tensor *ts[] = {x, w, b, y, act, want_y, want, alone};
+        for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) nad_tensor_free(ts[j]);
+        nad_workspace_free(ws);
+    }
+}
+
+Test(conv2d, gelu_fused_rejects_missing_or_aliased_outputs)
+{
+    cfg c = {1, 5, 5, 4, 4, 3, 1, 1, 1, 4, 1};
+    nad_rng rng;
+    nad_rng_init(&rng, 99);
+    nad_workspace *ws = nad_workspace_new(0);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(1, 5, 5, 4)), *w = tc_rand(&rng, TC_SIZES(4, 3, 3, 1));
+    nad_tensor *y = tc_empty();
+    nad_conv2d_params p = params_of(&c);
+    cr_assert_eq(nad_conv2d_gelu_forward(ws, &p, x, w, NULL, y, NULL), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "conv2d_gelu_forward: act is NULL");
+    cr_assert_eq(nad_conv2d_gelu_forward(ws, &p, x, w, NULL, y, y), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "conv2d_gelu_forward: act must not share storage with x, w or y");
+    cr_assert_eq(nad_conv2d_forward(ws, &p, x, w, NULL, NULL), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "conv2d_forward: y is NULL");
+    nad_tensor_free(x);
+    nad_tensor_free(w);
+    nad_tensor_free(y);
+    nad_workspace_free(ws);
+}

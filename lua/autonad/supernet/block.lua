@@ -70,8 +70,9 @@ function Block:forward(x, rng)
     local m = self.mixer:forward(a1)
     residual(self, x, m, self.mask1, self.m, self.x1, rng)
     local a2 = self.norm2:forward(self.x1)
-    local h2 = self.dw:forward(self.fc1:forward(a2))
-    check(C.nad_gelu_forward(h2, self.act))
+    -- dw3x3 and GELU in one pass; outside training the pre-activation is not stored
+    self.pre_kept = self.training
+    self.dw:forward_gelu(self.fc1:forward(a2), self.act, self.pre_kept)
     local f = self.fc2:forward(self.act)
     residual(self, self.x1, f, self.mask2, self.f, self.x2, rng)
     return self.x2
@@ -82,6 +83,7 @@ function Block:backward(x, dy)
     local df = dy
     if self.dropped then check(C.nad_droppath_backward(self.mask2, dy, self.df)); df = self.df end
     local dact = self.fc2:backward(self.act, df)
+    if not self.pre_kept then self.dw:forward(self.fc1.y) end -- GELU's backward reads it
     check(C.nad_gelu_backward(self.dw.y, dact, self.dact))
     local da2 = self.fc1:backward(self.norm2.y, self.dw:backward(self.fc1.y, self.dact))
     check(C.nad_add(1, dy, 1, self.norm2:backward(self.x1, da2), self.dx1))

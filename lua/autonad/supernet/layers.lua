@@ -111,6 +111,14 @@ function Conv:forward(x)
     return self.y
 end
 
+--- act = GELU(conv(x)); keep_pre = false skips storing the pre-activation self.y (inference).
+function Conv:forward_gelu(x, act, keep_pre)
+    local v = self.v
+    check(C.nad_conv2d_gelu_forward(workspace, self.params, x, v.w.value, v.b and v.b.value,
+        keep_pre and self.y or nil, act))
+    return act
+end
+
 function Conv:backward(x, dy, need_dx)
     local v = self.v
     check(C.nad_conv2d_backward(workspace, self.params, x, v.w.value, dy,
