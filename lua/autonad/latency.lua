@@ -11,9 +11,9 @@
 -- (Stage.patch + patch_norm, a Block, Stage.norm, the MFAM pieces) is called on those buffers,
 -- with warm-up runs, enough calls per sample to last min_sample_ms, and the median of the
 -- samples. The modules time the same code, weight views (strided slices) and workspace the
--- subnet runs, so nothing has to be re-implemented and kept in step. The few glue operations
--- of Mfam:forward / SegHead:forward (pooling, resizes, concats, adds) are replayed here on the
--- modules' buffers and counted in the entry they feed (named below).
+-- subnet runs, so nothing has to be re-implemented and kept in step: the decoder entries call
+-- the named steps Mfam:forward and SegHead:forward are made of (ppm_branch, ppm_merge,
+-- lateral_step, top_down_step, fuse_step, upsample_step), glue operations included.
 --
 -- Entries (ms per image), by key:
 --   stage{s}.patch cin=I c=C        patch conv + LayerNorm, input width I (image or stage s-1)
@@ -37,8 +37,6 @@ local arch_mod = require 'autonad.arch'
 local json = require 'autonad.json'
 local tensor = require 'autonad.tensor'
 local random = require 'autonad.random'
-local core = require 'autonad.ffi'
-local C, check = core.C, core.check
 
 local M = {}
 
@@ -258,14 +256,6 @@ end
 ---------------------------------------------------------------------------------------------
 -- building the table
 
-local function resize(h, w, align, x, y) check(C.nad_resize_bilinear_forward(h, w, align, x, y)); return y end
-
-local function concat(ptrs, list, y)
-    for i, t in ipairs(list) do ptrs[i - 1] = t end
-    check(C.nad_concat(#list, ffi.cast('const nad_tensor *const *', ptrs), 3, y))
-    return y
-end
-
 local function index_of(list, v) for i, x in ipairs(list) do if x == v then return i end end end
 
 local function new_net(space, m, seed)
@@ -323,12 +313,7 @@ local function jobs_for(space, m)
                     add(key.ppm(i, c4, p, t), function(a) a.width[S] = c4; a.decoder.pool[i] = p; a.decoder.conv[slot] = t end,
                         function(net)
                             local mf, f4 = net.head.mfam, net.features[S]
-                            local h4, w4 = f4:size(2), f4:size(3)
-                            local pool, conv, gn, up = mf.pool[i], mf.ppm[i], mf.ppm_gn[i], mf.up[i]
-                            return function()
-                                check(C.nad_adaptive_avgpool2d_forward(p, p, f4, pool))
-                                resize(h4, w4, 1, gn:forward(conv:forward(pool)), up)
-                            end
+                            return function() mf:ppm_branch(i, f4) end
                         end)
                 end
             end
@@ -336,10 +321,8 @@ local function jobs_for(space, m)
     end
     for _, c4 in ipairs(space.stages[S].width) do
         add(key.ppm_out(c4), function(a) a.width[S] = c4 end, function(net)
-            local mf = net.head.mfam
-            local parts = { net.features[S], mf.up[1], mf.up[2], mf.up[3], mf.up[4] }
-            local ptrs = ffi.new('nad_tensor *[5]')
-            return function() mf.ppm_out_gn:forward(mf.ppm_out:forward(concat(ptrs, parts, mf.cat))) end
+            local mf, f4 = net.head.mfam, net.features[S]
+            return function() mf:ppm_merge(f4) end
         end)
     end
     for s = S - 1, 1, -1 do
@@ -348,41 +331,23 @@ local function jobs_for(space, m)
             for _, c in ipairs(space.stages[s].width) do
                 add(key.lateral(s, c, t), function(a) a.width[s] = c; a.decoder.conv[lat] = t end, function(net)
                     local mf, f = net.head.mfam, net.features[s]
-                    return function() mf.lateral_gn[s]:forward(mf.lateral[s]:forward(f)) end
+                    return function() mf:lateral_step(s, f) end
                 end)
             end
             add(key.out(s, t), function(a) a.decoder.conv[out] = t end, function(net)
                 local mf, f = net.head.mfam, net.features[s]
                 local top = s == S - 1 and mf.P or mf.fsum[s + 1]
-                local l, fu, fsum = mf.lateral_gn[s].y, mf.fu[s], mf.fsum[s]
-                local h, w = f:size(2), f:size(3)
-                return function()
-                    resize(h, w, 0, top, fu)
-                    check(C.nad_add(1, fu, 1, l, fsum))
-                    mf.out_gn[s]:forward(mf.out[s]:forward(fsum))
-                end
+                return function() mf:top_down_step(s, f, top) end
             end)
         end
     end
     add(key.fuse(), function() end, function(net)
         local mf, f1 = net.head.mfam, net.features[1]
-        local h1, w1 = f1:size(2), f1:size(3)
-        local ptrs = ffi.new('nad_tensor *[?]', S)
-        local parts = { mf.outs[1] }
-        for k = 2, S do parts[k] = mf.zup[k - 1] end
-        return function()
-            for k = 2, S do resize(h1, w1, 0, k < S and mf.outs[k] or mf.P, mf.zup[k - 1]) end
-            local z = concat(ptrs, parts, mf.z)
-            mf.seg2:forward(mf.seg1_gn:forward(mf.seg1:forward(mf.fuse_gn:forward(mf.fuse:forward(z)))))
-        end
+        return function() mf:fuse_step(f1) end
     end)
     add(key.head(), function() end, function(net, x)
-        local hd = net.head
-        local l4, h, w = hd.l4, x:size(2), x:size(3)
-        return function()
-            resize(h, w, 1, l4, hd.up)
-            hd.out_conv:forward(hd.up)
-        end
+        local hd, h, w = net.head, x:size(2), x:size(3)
+        return function() hd:upsample_step(h, w) end
     end)
     return jobs
 end

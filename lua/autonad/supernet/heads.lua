@@ -29,9 +29,13 @@ end
 
 --- f: stage outputs; input_hw = {H, W}: the logits' size.
 function Seg:forward(f, input_hw)
-    local l4 = self.mfam:forward(f)
-    self.l4 = l4
-    check(C.nad_resize_bilinear_forward(input_hw[1], input_hw[2], 1, l4, self.up))
+    self.l4 = self.mfam:forward(f)
+    return self:upsample_step(input_hw[1], input_hw[2])
+end
+
+--- The MFAM's logits (self.l4) resized to h x w, then the final 3x3 conv.
+function Seg:upsample_step(h, w)
+    check(C.nad_resize_bilinear_forward(h, w, 1, self.l4, self.up))
     return self.out_conv:forward(self.up)
 end
 

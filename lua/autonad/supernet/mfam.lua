@@ -54,6 +54,7 @@ function Mfam:init(P, slots, widths_max, d, k, groups)
     end
     self.df = {}
     for s = 1, S do self.df[s] = new() end
+    self.outs, self.ppm_parts, self.fuse_parts = {}, {}, {}
     self.ptrs5 = ffi.new('nad_tensor *[5]')
     self.ptrsS = ffi.new('nad_tensor *[?]', S)
     self.sizes5 = ffi.new('int64_t[5]')
@@ -95,40 +96,61 @@ local function split(ptrs, sizes, y, list)
     check(C.nad_split(y, 3, #list, sizes, ptrs))
 end
 
---- f: the stage outputs [N,H_s,W_s,C_s]; returns logits at f_1's resolution [N,H1,W1,K].
-function Mfam:forward(f)
-    local S = self.S
-    local f4 = f[S]
-    local h4, w4 = f4:size(2), f4:size(3)
-    local ups = { f4 }
-    for i = 1, 4 do
-        local p = self.pool_sizes[i]
-        check(C.nad_adaptive_avgpool2d_forward(p, p, f4, self.pool[i]))
-        local g = self.ppm_gn[i]:forward(self.ppm[i]:forward(self.pool[i]))
-        ups[i + 1] = resize(h4, w4, 1, g, self.up[i])
-    end
-    local P = self.ppm_out_gn:forward(self.ppm_out:forward(concat(self.ptrs5, ups, self.cat)))
-    self.P = P
-    local top = P
-    local outs = {}
-    for s = S - 1, 1, -1 do
-        local l = self.lateral_gn[s]:forward(self.lateral[s]:forward(f[s]))
-        resize(f[s]:size(2), f[s]:size(3), 0, top, self.fu[s])
-        check(C.nad_add(1, self.fu[s], 1, l, self.fsum[s]))
-        top = self.fsum[s]
-        outs[s] = self.out_gn[s]:forward(self.out[s]:forward(top))
-    end
-    local h1, w1 = f[1]:size(2), f[1]:size(3)
-    -- concat(o_1, up(o_2), ..., up(o_{S-1}), up(P))
-    local zl = { outs[1] }
-    for s = 2, S do zl[s] = resize(h1, w1, 0, s < S and outs[s] or P, self.zup[s - 1]) end
+-- The forward in named steps; the latency table (autonad.latency) times each step alone.
+
+--- PPM branch i on f4: adaptive pool, the slot's conv, GroupNorm+ReLU, resized back (self.up[i]).
+function Mfam:ppm_branch(i, f4)
+    local p = self.pool_sizes[i]
+    check(C.nad_adaptive_avgpool2d_forward(p, p, f4, self.pool[i]))
+    local g = self.ppm_gn[i]:forward(self.ppm[i]:forward(self.pool[i]))
+    return resize(f4:size(2), f4:size(3), 1, g, self.up[i])
+end
+
+--- concat(f4, the four branches), 1x1 conv, GroupNorm+ReLU: the PPM's output self.P.
+function Mfam:ppm_merge(f4)
+    local parts = self.ppm_parts
+    parts[1] = f4
+    for i = 1, 4 do parts[i + 1] = self.up[i] end
+    self.P = self.ppm_out_gn:forward(self.ppm_out:forward(concat(self.ptrs5, parts, self.cat)))
+    return self.P
+end
+
+--- The lateral slot of stage s on f_s (conv, GroupNorm+ReLU).
+function Mfam:lateral_step(s, fs)
+    return self.lateral_gn[s]:forward(self.lateral[s]:forward(fs))
+end
+
+--- FPN step at stage s: fsum_s = lateral_s + up(top), then the out slot (self.outs[s]).
+function Mfam:top_down_step(s, fs, top)
+    resize(fs:size(2), fs:size(3), 0, top, self.fu[s])
+    check(C.nad_add(1, self.fu[s], 1, self.lateral_gn[s].y, self.fsum[s]))
+    self.outs[s] = self.out_gn[s]:forward(self.out[s]:forward(self.fsum[s]))
+    return self.fsum[s]
+end
+
+--- concat(o_1, up(o_2), ..., up(o_{S-1}), up(P)) at f_1's size, fuse 1x1, seg1, seg2: logits.
+function Mfam:fuse_step(f1)
+    local S, h1, w1 = self.S, f1:size(2), f1:size(3)
+    local zl = self.fuse_parts
+    zl[1] = self.outs[1]
+    for s = 2, S do zl[s] = resize(h1, w1, 0, s < S and self.outs[s] or self.P, self.zup[s - 1]) end
     local z = concat(self.ptrsS, zl, self.z)
     local s1 = self.seg1_gn:forward(self.seg1:forward(self.fuse_gn:forward(self.fuse:forward(z))))
-    self.outs = outs
     return self.seg2:forward(s1)
 end
 
---- dlogits -> gradients of the four stage outputs (self.df[s]).
+--- f: the stage outputs [N,H_s,W_s,C_s]; returns logits at f_1's resolution [N,H1,W1,K].
+function Mfam:forward(f)
+    local S = self.S
+    for i = 1, 4 do self:ppm_branch(i, f[S]) end
+    local top = self:ppm_merge(f[S])
+    for s = S - 1, 1, -1 do
+        self:lateral_step(s, f[s])
+        top = self:top_down_step(s, f[s], top)
+    end
+    return self:fuse_step(f[1])
+end
+
 function Mfam:backward(f, dlogits)
     local d = self.d
     local ds1 = self.seg2:backward(self.seg1_gn.y, dlogits)
