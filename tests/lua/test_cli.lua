@@ -64,13 +64,22 @@ function tests.run_every_stage_and_predict()
     local ok2, out2 = sh(string.format("'%s' run '%s' --quiet", bin, recipe))
     T.ok(ok2, out2)
     T.eq(json.read(dir .. '/run/search.json').best and 1, 1)
-    -- predict on a generated image
-    local img = autonad.tensor(32, 32, 1)
+    -- predict on a generated image of another size than the network's: the mask has the
+    -- image's size and holds class indices
+    local image = require 'autonad.image'
+    local img = autonad.tensor(37, 45, 1)
     autonad.rng(3):uniform_(img, 0, 1)
-    require('autonad.image').save_png(dir .. '/x.png', img)
+    image.save_png(dir .. '/x.png', img)
     local ok3, out3 = sh(string.format("'%s' predict '%s' '%s' --out '%s' --quiet", bin, recipe, dir .. '/x.png', dir .. '/pred'))
     T.ok(ok3, out3)
-    T.ok(exists(dir .. '/pred/x.png'), out3)
+    local mask = image.load_mask(dir .. '/pred/x.png')
+    T.eq(mask:size(1), 37)
+    T.eq(mask:size(2), 45)
+    local classes = #json.read(dir .. '/run/metrics_searched.json').metrics.classes
+    for i = 0, mask:numel() - 1 do
+        local v = mask:data()[i]
+        if v < 0 or v >= classes or v ~= math.floor(v) then T.ok(false, 'mask value ' .. v) end
+    end
     os.execute("rm -rf '" .. dir .. "'")
 end
 

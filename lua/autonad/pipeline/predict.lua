@@ -1,5 +1,6 @@
 -- autonad.pipeline.predict: runs a fine-tuned subnet on image files. Segmentation writes one
--- class-index PNG mask per image (values 0..K-1, at the image's own size); classification
+-- class-index PNG mask per image (values 0..K-1, at the image's own size: the logits are
+-- resized to it before the argmax); classification
 -- prints and records each image's label. Used by `autonad predict`.
 local ffi = require 'ffi'
 local autonad = require 'autonad'
@@ -27,18 +28,6 @@ local function argmax(logits, h, w, k)
     return out
 end
 
--- nearest-neighbour resize of a [h,w] class map to [H,W] (pixel centres)
-local function nearest(mask, h, w, H, W)
-    if h == H and w == W then return mask end
-    local out = autonad.tensor(H, W)
-    local s, d = mask:data(), out:data()
-    for y = 0, H - 1 do
-        local sy = math.min(h - 1, math.floor((y + 0.5) * h / H))
-        for x = 0, W - 1 do d[y * W + x] = s[sy * w + math.min(w - 1, math.floor((x + 0.5) * w / W))] end
-    end
-    return out
-end
-
 --- Predicts every image in paths with the fine-tuned subnet `tag`; masks go to out_dir.
 --- Returns a list of {image, mask or label, class_name}.
 function M.run(ctx, paths, opts)
@@ -50,7 +39,7 @@ function M.run(ctx, paths, opts)
     local k, names = ctx:num_classes(), ctx:data().classes
     local out_dir = opts.out or ctx:path('predictions')
     require('autonad.pipeline.context').mkdir_p(out_dir)
-    local img, x = autonad.tensor(), autonad.tensor(1, H, W, cin)
+    local img, x, full = autonad.tensor(), autonad.tensor(1, H, W, cin), autonad.tensor()
     local results = {}
     for _, p in ipairs(paths) do
         image.load(p, cin, img)                      -- [h, w, cin] in [0, 1]; errors name the file
@@ -61,7 +50,10 @@ function M.run(ctx, paths, opts)
         local logits = net:forward(x)
         local rec = { image = p }
         if r.task == 'segmentation' then
-            local m = nearest(argmax(logits, H, W, k), H, W, h, w)
+            -- logits resized to the image's own size, then the class per pixel (smooth edges,
+            -- unlike resizing the class map)
+            check(C.nad_resize_bilinear_forward(h, w, 0, logits, full))
+            local m = argmax(full, h, w, k)
             rec.mask = out_dir .. '/' .. basename(p) .. '.png'
             image.save_png(rec.mask, m)
         else
