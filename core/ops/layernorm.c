@@ -45,6 +45,21 @@ ln_row(const float *x, float *y, int64_t c, const float *g, int64_t gs, const fl
     *rstd = r;
 }
 
+/* Rows go to threads in blocks; each block runs a kernel compiled for AVX-512, AVX2 or the
+   baseline, picked at load time (the build targets the baseline). */
+enum { ROWS = 32 };
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+ln_rows(const float *x, float *y, int64_t r0, int64_t r1, int64_t c, const float *g, int64_t gs,
+        const float *b, int64_t bs, float eps, float *mean, float *rstd)
+{
+    bool unit = (gs == 1 || c == 1) && (bs == 1 || c == 1);
+    for (int64_t r = r0; r < r1; r++) {
+        if (unit) ln_row(x + r * c, y + r * c, c, g, 1, b, 1, eps, mean + r, rstd + r);
+        else ln_row(x + r * c, y + r * c, c, g, gs, b, bs, eps, mean + r, rstd + r);
+    }
+}
+
 static int check_vec(const char *fn, const char *name, const nad_tensor *v, int64_t c)
 {
     int rc = nad_check_ndim(fn, name, v, 1);
@@ -86,11 +101,11 @@ int nad_layernorm_forward(float eps, const nad_tensor *x, const nad_tensor *gamm
     const float *xd = nad_data(x), *g = nad_data(gamma), *b = nad_data(beta);
     float *yd = nad_data(y), *md = nad_data(mean), *rd = nad_data(rstd);
     int64_t gs = gamma->stride[0], bs = beta->stride[0];
-    bool unit = (gs == 1 || c == 1) && (bs == 1 || c == 1);
+    int64_t nblk = (rows + ROWS - 1) / ROWS;
     #pragma omp parallel for schedule(static) if (rows * c > 32768)
-    for (int64_t r = 0; r < rows; r++) {
-        if (unit) ln_row(xd + r * c, yd + r * c, c, g, 1, b, 1, eps, md + r, rd + r);
-        else ln_row(xd + r * c, yd + r * c, c, g, gs, b, bs, eps, md + r, rd + r);
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        int64_t r0 = blk * ROWS, r1 = r0 + ROWS < rows ? r0 + ROWS : rows;
+        ln_rows(xd, yd, r0, r1, c, g, gs, b, bs, eps, md, rd);
     }
     return 0;
 }
@@ -111,6 +126,33 @@ ln_row_backward(const float *x, const float *dy, float *dx, int64_t c, const flo
     s1 /= (float)c;
     s2 /= (float)c;
     for (int64_t j = 0; j < c; j++) dx[j] = r * (dy[j] * g[j * gs] - s1 - (x[j] - m) * r * s2);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+ln_rows_backward(const float *x, const float *dy, float *dx, int64_t r0, int64_t r1, int64_t c,
+                 const float *g, int64_t gs, const float *mean, const float *rstd)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        if (gs == 1 || c == 1)
+            ln_row_backward(x + r * c, dy + r * c, dx + r * c, c, g, 1, mean[r], rstd[r]);
+        else ln_row_backward(x + r * c, dy + r * c, dx + r * c, c, g, gs, mean[r], rstd[r]);
+    }
+}
+
+/* ag[j] += sum over rows of dy xhat, ab[j] += sum of dy, for channels c0 .. c0+n-1 (sums in
+   double: there are many rows) */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+ln_param_sums(const float *x, const float *dy, const float *mean, const float *rstd, int64_t rows,
+              int64_t c, int64_t c0, int64_t n, double *ag, double *ab)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * c + c0, *gr = dy + r * c + c0;
+        float m = mean[r], s = rstd[r];
+        for (int64_t j = 0; j < n; j++) {
+            ag[j] += gr[j] * ((xr[j] - m) * s);
+            ab[j] += gr[j];
+        }
+    }
 }
 
 int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const nad_tensor *mean,
@@ -149,14 +191,7 @@ int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const n
     for (int64_t blk = 0; blk < nblk; blk++) {
         int64_t c0 = blk * BLOCK, n = c - c0 < BLOCK ? c - c0 : BLOCK;
         double ag[BLOCK] = {0}, ab[BLOCK] = {0};
-        for (int64_t r = 0; r < rows; r++) {
-            const float *xr = xd + r * c + c0, *gr = gd + r * c + c0;
-            float m = md[r], s = rd[r];
-            for (int64_t j = 0; j < n; j++) {
-                ag[j] += gr[j] * ((xr[j] - m) * s);
-                ab[j] += gr[j];
-            }
-        }
+        ln_param_sums(xd, gd, md, rd, rows, c, c0, n, ag, ab);
         for (int64_t j = 0; j < n; j++) {
             if (dg) dg[(c0 + j) * dgs] += (float)ag[j];
             if (db) db[(c0 + j) * dbs] += (float)ab[j];
@@ -164,11 +199,11 @@ int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const n
     }
     if (dx) {
         float *o = nad_data(dx);
+        int64_t nrb = (rows + ROWS - 1) / ROWS;
         #pragma omp parallel for schedule(static) if (rows * c > 32768)
-        for (int64_t r = 0; r < rows; r++) {
-            if (gs == 1 || c == 1)
-                ln_row_backward(xd + r * c, gd + r * c, o + r * c, c, g, 1, md[r], rd[r]);
-            else ln_row_backward(xd + r * c, gd + r * c, o + r * c, c, g, gs, md[r], rd[r]);
+        for (int64_t rb = 0; rb < nrb; rb++) {
+            int64_t r0 = rb * ROWS, r1 = r0 + ROWS < rows ? r0 + ROWS : rows;
+            ln_rows_backward(xd, gd, o, r0, r1, c, g, gs, md, rd);
         }
     }
     return 0;

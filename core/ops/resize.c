@@ -2,6 +2,7 @@
    interpolate(mode='bilinear', size=...) semantics for both align_corners settings, forward
    and backward. Used by the decoder (FPN, PPM, fuse, final upsample) and nn.Upsample. */
 #include "../internal.h"
+#include <stdlib.h>
 
 enum { PAR_MIN = 16384, CHUNK = 64 };
 
@@ -30,6 +31,26 @@ static inline void taps(float scale, int64_t o, int64_t in, int32_t align_corner
     *l0 = 1.0f - l;
 }
 
+typedef struct col_tap {
+    int64_t o0, o1; /* offsets of the two source columns (w0 C, w1 C) */
+    float b0, b1;   /* their weights */
+} col_tap;
+
+/* y row = a0 (b0 x0[w0] + b1 x0[w1]) + a1 (b0 x1[w0] + b1 x1[w1]) per output column, the inner
+   loop over channels */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+resize_row(const float *x0, const float *x1, float a0, float a1, const col_tap *cols, int64_t wo,
+           int64_t c, float *y)
+{
+    for (int64_t ow = 0; ow < wo; ow++) {
+        const float *p00 = x0 + cols[ow].o0, *p01 = x0 + cols[ow].o1;
+        const float *p10 = x1 + cols[ow].o0, *p11 = x1 + cols[ow].o1;
+        float b0 = cols[ow].b0, b1 = cols[ow].b1, *yr = y + ow * c;
+        for (int64_t k = 0; k < c; k++)
+            yr[k] = a0 * (b0 * p00[k] + b1 * p01[k]) + a1 * (b0 * p10[k] + b1 * p11[k]);
+    }
+}
+
 int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corners,
                                 const nad_tensor *x, nad_tensor *y)
 {
@@ -53,24 +74,24 @@ int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corn
     const float sh = src_scale(H, Ho, align_corners), sw = src_scale(W, Wo, align_corners);
     const float *xd = nad_data(x);
     float *yd = nad_data(y);
-    /* y = l0h (l0w x00 + l1w x01) + l1h (l0w x10 + l1w x11), the inner loop over C */
+    /* the column taps once per call (rows use them N*Ho times) */
+    col_tap *cols = malloc((size_t)Wo * sizeof *cols);
+    if (!cols) return nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
+    for (int64_t ow = 0; ow < Wo; ow++) {
+        int64_t w0, w1;
+        taps(sw, ow, W, align_corners, &w0, &w1, &cols[ow].b0, &cols[ow].b1);
+        cols[ow].o0 = w0 * C;
+        cols[ow].o1 = w1 * C;
+    }
     #pragma omp parallel for schedule(static) if (N * Ho * Wo * C > PAR_MIN)
     for (int64_t r = 0; r < N * Ho; r++) {
         int64_t n = r / Ho, oh = r % Ho, h0, h1;
         float a0, a1;
         taps(sh, oh, H, align_corners, &h0, &h1, &a0, &a1);
-        const float *x0 = xd + (n * H + h0) * W * C, *x1 = xd + (n * H + h1) * W * C;
-        for (int64_t ow = 0; ow < Wo; ow++) {
-            int64_t w0, w1;
-            float b0, b1;
-            taps(sw, ow, W, align_corners, &w0, &w1, &b0, &b1);
-            const float *p00 = x0 + w0 * C, *p01 = x0 + w1 * C;
-            const float *p10 = x1 + w0 * C, *p11 = x1 + w1 * C;
-            float *yr = yd + (r * Wo + ow) * C;
-            for (int64_t c = 0; c < C; c++)
-                yr[c] = a0 * (b0 * p00[c] + b1 * p01[c]) + a1 * (b0 * p10[c] + b1 * p11[c]);
-        }
+        resize_row(xd + (n * H + h0) * W * C, xd + (n * H + h1) * W * C, a0, a1, cols, Wo, C,
+                   yd + r * Wo * C);
     }
+    free(cols);
     return 0;
 }
 
