@@ -310,13 +310,22 @@ void nad_rowiter_init_strides(nad_rowiter *it, const nad_tensor *shape, const in
     int32_t nd = shape->ndim;
     it->len = nd ? shape->size[nd - 1] : 1;
     it->inner = nd ? stride[nd - 1] : 1;
-    it->ndim = nd ? nd - 1 : 0;
     it->rows = 1;
-    for (int32_t i = 0; i < it->ndim; i++) {
-        it->size[i] = shape->size[i];
-        it->stride[i] = stride[i];
+    /* outer dims that are one run of rows merge (and size-1 dims drop), so a channel slice
+       of a contiguous map walks as one dim and row offsets need no divisions */
+    int32_t k = 0;
+    for (int32_t i = 0; i < nd - 1; i++) {
         it->rows *= shape->size[i];
+        if (shape->size[i] == 1) continue;
+        if (k > 0 && it->stride[k - 1] == stride[i] * shape->size[i]) {
+            it->size[k - 1] *= shape->size[i];
+            it->stride[k - 1] = stride[i];
+        } else {
+            it->size[k] = shape->size[i];
+            it->stride[k++] = stride[i];
+        }
     }
+    it->ndim = k;
     if (it->len == 0) it->rows = 0;
 }
 
@@ -327,6 +336,7 @@ void nad_rowiter_init(nad_rowiter *it, const nad_tensor *t)
 
 int64_t nad_rowiter_offset(const nad_rowiter *it, int64_t row)
 {
+    if (it->ndim <= 1) return it->ndim ? row * it->stride[0] : 0;
     int64_t off = 0;
     for (int32_t i = it->ndim - 1; i >= 0; i--) {
         off += (row % it->size[i]) * it->stride[i];
