@@ -28,6 +28,12 @@
 -- A table holds one input size, batch, thread count, in_channels, classes, decoder width,
 -- clock and statistic (its meta); only the segmentation head is covered.
 --
+-- Calibration. Modules timed alone run with their data and code hot in cache and without the
+-- calls between them, so the sum of the entries falls short of a whole forward by a fairly
+-- constant share (measured ~15 % here). build_table therefore also measures `calibrate`
+-- (default 10) random subnets, drawn from their own random stream (not the check's), and
+-- stores meta.scale = the median of measured / sum; predict = scale x sum.
+--
 -- Clocks: latency is wall time on the monotonic clock. On a machine shared with other work
 -- (load above the core count) preemption inflates every wall-time sample, even the minimum;
 -- with one thread, clock = 'thread_cpu' (the thread's CPU time) times the work alone.
@@ -201,7 +207,8 @@ function M.keys(tbl, a)
 end
 
 --- Predicted latency of a (ms per image): the sum of its entries. Errors on a missing entry.
-function M.predict(tbl, a)
+--- The sum of the entries architecture a is made of (ms per image).
+function M.sum_of_entries(tbl, a)
     local sum = 0
     for _, k in ipairs(M.keys(tbl, a)) do
         local v = tbl.entries[k]
@@ -211,6 +218,11 @@ function M.predict(tbl, a)
         sum = sum + v
     end
     return sum
+end
+
+--- Predicted latency of a (ms per image): the table's calibration scale x the sum of entries.
+function M.predict(tbl, a)
+    return (tbl.meta.scale or 1) * M.sum_of_entries(tbl, a)
 end
 
 --- A cost function for autonad.prior.from_table: cost(stage, block, op) = the table's mean
@@ -360,6 +372,18 @@ end
 --- this space with the seg head; built when absent), clock (as in measure), only (a set
 --- { key = true }: measure these entries only), log (function(line); default silent).
 --- Returns { version, meta = {...}, entries = { key = ms per image } }.
+-- the median over count random subnets (from seed) of measured latency / sum of entries
+local function calibration(space, net, tbl, count, seed)
+    local m, rng, ratios = tbl.meta, random.new(seed), {}
+    for i = 1, count do
+        local a = arch_mod.sample(space, rng)
+        local r = M.measure(net, a, { input = m.input, batch = m.batch, threads = m.threads,
+            clock = m.clock, warmup = 3, repeats = 11 })
+        ratios[i] = r[m.stat] / M.sum_of_entries(tbl, a)
+    end
+    return M.stats(ratios).median
+end
+
 function M.build_table(space, opts)
     opts = opts or {}
     local batch, hw = opts.batch or 1, input_hw(opts)
@@ -407,8 +431,14 @@ function M.build_table(space, opts)
             end
         end
     end)
+    local tbl = { version = M.VERSION, meta = m, entries = entries }
+    if not opts.only and (opts.calibrate or 10) > 0 then
+        m.scale = calibration(space, net, tbl, opts.calibrate or 10, (opts.seed or 0) + 7919)
+        log(string.format('calibration: measured / sum of entries = %.4f (median of %d subnets)',
+            m.scale, opts.calibrate or 10))
+    end
     log(string.format('latency table: %d entries in %.1f s', n, (now() - t0) / 1e3))
-    return { version = M.VERSION, meta = m, entries = entries }
+    return tbl
 end
 
 ---------------------------------------------------------------------------------------------

@@ -122,6 +122,7 @@ function tests.table_covers_every_configuration()
     for k in pairs(part.entries) do names[#names + 1] = k end
     table.sort(names)
     T.eq(table.concat(names, ','), 'head,stage2.norm c=64')
+    T.eq(part.meta.scale, nil) -- a partial table cannot be calibrated: predict is the plain sum
     T.eq(t.meta.threads, 1)
     T.eq(t.meta.input[1], 32)
     T.eq(t.meta.decoder_width, space.decoder.width)
@@ -153,7 +154,10 @@ function tests.predict_is_the_sum_of_the_entries()
         T.ok(e[k], 'entry ' .. k)
         sum = sum + e[k]
     end
-    T.near(latency.predict(t, a), sum, 1e-12)
+    T.near(latency.sum_of_entries(t, a), sum, 1e-12)
+    -- predict scales the sum by the calibration measured on random subnets
+    T.ok(finite(t.meta.scale) and t.meta.scale > 0.5 and t.meta.scale < 3, 'scale ' .. tostring(t.meta.scale))
+    T.near(latency.predict(t, a), t.meta.scale * sum, 1e-12)
     T.eq(#latency.keys(t, a), #keys)
     -- a missing entry is an error naming it
     local saved = e['dec.fuse']
