@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: the whole test suite from a fresh Debian 12 machine: set-up, the C tests
 # (Criterion), the same C tests under ASan + UBSan, then the Lua tests. Ends with one
-# "tests: N passed, M failed" line; exits non-zero on any failure.
+# "tests: N passed, M failed" line; exits non-zero on any failure. Also: the rock installs,
+# the quickstart runs end to end, a short fuzzing pass.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SANITIZE=1 bash "$root/scripts/setup.sh" || exit 1
@@ -39,6 +40,28 @@ else
     echo "FAIL luarocks make (see $tree.log)"; failed=$((failed + 1))
 fi
 rm -rf "$tree" "$root/build.luarocks"
+
+# the README's main job end to end: recipes/quickstart.lua (every stage on generated defects,
+# about 3 minutes on 2 cores) into a scratch run directory; QUICKSTART=0 skips it
+if [ "${QUICKSTART:-1}" != 0 ]; then
+    qs=$(mktemp -d)
+    if "$root/build/autonad" run "$root/recipes/quickstart.lua" --output "$qs" --quiet >"$qs.log" 2>&1 &&
+       AUTONAD_LIB="$root/build/libautonad.so" LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" luajit -e "
+           local json = require 'autonad.json'
+           local m = json.read('$qs/metrics_searched.json')
+           local ok = function(x) return type(x) == 'number' and x == x and x >= 0 end
+           assert(ok(m.metrics.miou) and m.metrics.miou <= 1, 'miou')
+           assert(ok(m.latency_ms.median) and m.latency_ms.median > 0, 'latency')
+           assert(m.params > 0 and m.flops > 0, 'params / flops')
+           assert(json.read('$qs/search.json').best, 'search.json has no best architecture')
+           print(string.format('quickstart: test mIoU %.3f, %.2f ms, %.2f M params', m.metrics.miou,
+               m.latency_ms.median, m.params / 1e6))"; then
+        echo "ok   quickstart end to end (recipes/quickstart.lua)"; passed=$((passed + 1))
+    else
+        tail -20 "$qs.log"; echo "FAIL quickstart end to end (log: $qs.log)"; failed=$((failed + 1))
+    fi
+    rm -rf "$qs"
+fi
 
 # a short fuzzing pass over the three image decoders (FUZZ_SECONDS=0 skips it)
 fuzz_secs=${FUZZ_SECONDS:-15}
