@@ -1,30 +1,14 @@
 /* bench_conv.c: GFLOP/s of conv2d forward and backward on the AutoNAD network's shapes, beside
    cblas_sgemm 2048^3 at the same thread count (median of 7 timed runs after 2 warm-ups).
    Usage: bench_conv [threads]. Run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`. */
-#include "autonad.h"
-#include <cblas.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
+#include "bench_util.h" /* bench_now, bench_bench_cmp_double */
 
 enum { WARMUP = 2, REPEATS = 7 };
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return v[n / 2];
 }
 
@@ -61,11 +45,11 @@ static int bench_shape(const shape *s)
                                                        nad_tensor_size(y, 2), s->co});
     double tf[REPEATS], tb[REPEATS];
     for (int i = -WARMUP; i < REPEATS; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         nad_conv2d_forward(ws, &p, x, w, b, y);
-        double t1 = now();
+        double t1 = bench_now();
         nad_conv2d_backward(ws, &p, x, w, dy, s->dx ? dx : NULL, dw, db);
-        double t2 = now();
+        double t2 = bench_now();
         if (i >= 0) tf[i] = t1 - t0, tb[i] = t2 - t1;
     }
     double flops = 2.0 * nad_tensor_numel(y) * s->k * s->k * (s->ci / s->groups);
@@ -93,9 +77,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < n * n; i++) a[i] = bm[i] = (float)(i % 7) * 0.1f, c[i] = 0;
     double t[REPEATS];
     for (int i = -WARMUP; i < REPEATS; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, bm, n, 0, c, n);
-        if (i >= 0) t[i] = now() - t0;
+        if (i >= 0) t[i] = bench_now() - t0;
     }
     double ms = median(t, REPEATS);
     printf("sgemm 2048x2048x2048: %.1f ms, %.1f GFLOP/s\n\n", 1e3 * ms, 2.0 * n * n * n / ms * 1e-9);

@@ -1,5 +1,5 @@
-/* bench_util.h: timing helpers shared by the operator benchmarks (bench_ops.c,
-   bench_gemm_layers.c): a monotonic clock, medians of calibrated repeats, the cblas_sgemm
+/* bench_util.h: timing helpers shared by the C benchmarks (bench_ops.c, bench_gemm_layers.c,
+   bench_conv.c, bench_sgemm.c): a monotonic clock, medians of calibrated repeats, the cblas_sgemm
    2048^3 reference and the common start-up (threads, BLAS kernel). Header-only: each .c
    file under bench/ is its own program. */
 #ifndef AUTONAD_BENCH_UTIL_H

@@ -4,13 +4,10 @@
 --   AUTONAD_LIB=build/libautonad.so luajit bench/loader_wait.lua [threads=2] [step_ms=200] [batches=60]
 local dir = debug.getinfo(1, 'S').source:match('^@(.*)/[^/]*$') or '.'
 package.path = table.concat({ dir .. '/../lua/?.lua', dir .. '/../lua/?/init.lua', package.path }, ';')
-local ffi = require 'ffi'
 local data = require 'autonad.data'
 
-pcall(ffi.cdef, 'typedef struct { long tv_sec; long tv_nsec; } bench_timespec;' ..
-    'int clock_gettime(int clk, bench_timespec *ts);')
-local ts = ffi.new('bench_timespec')
-local function now() ffi.C.clock_gettime(1, ts); return tonumber(ts.tv_sec) + 1e-9 * tonumber(ts.tv_nsec) end
+local now_ms = require('autonad.latency').now_ms
+local function now() return now_ms() / 1e3 end -- seconds, monotonic clock
 
 local threads, step_ms, max_batches = tonumber(arg[1] or 2), tonumber(arg[2] or 200), tonumber(arg[3] or 60)
 local root = data.shared_root(dir .. '/..') or error('no shared data: set AUTONAD_DATA')

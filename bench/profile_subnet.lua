@@ -7,7 +7,6 @@
 -- Under perf: perf record -g -o perf.data luajit bench/profile_subnet.lua 10
 local dir = debug.getinfo(1, 'S').source:match('^@(.*)/[^/]*$') or '.'
 package.path = table.concat({ dir .. '/../lua/?.lua', dir .. '/../lua/?/init.lua', package.path }, ';')
-local ffi = require 'ffi'
 local autonad = require 'autonad'
 local arch = require 'autonad.arch'
 local Supernet = require 'autonad.supernet'
@@ -16,8 +15,8 @@ local vs = dofile(dir .. '/vs_torch.lua')
 local steps, threads, mode = tonumber(arg[1] or 5), tonumber(arg[2] or 1), arg[3] or 'train'
 autonad.set_num_threads(threads)
 
-local ts = ffi.new('vs_timespec') -- declared by vs_torch.lua with clock_gettime
-local function now() ffi.C.clock_gettime(1, ts); return tonumber(ts.tv_sec) + 1e-9 * tonumber(ts.tv_nsec) end
+local now_ms = require('autonad.latency').now_ms
+local function now() return now_ms() / 1e3 end -- seconds, monotonic clock
 
 local size, width, batch, classes = 200, 64, tonumber(arg[4] or 8), 4
 local a = vs.arch_of('middle')

@@ -10,7 +10,6 @@
 -- AUTONAD_LIB=build/libautonad.so luajit bench/vs_torch.lua ...
 local dir = debug.getinfo(1, 'S').source:match('^@(.*)/[^/]*$') or '.'
 package.path = table.concat({ dir .. '/../lua/?.lua', dir .. '/../lua/?/init.lua', package.path }, ';')
-local ffi = require 'ffi'
 local autonad = require 'autonad'
 local arch = require 'autonad.arch'
 local ckpt = require 'autonad.checkpoint'
@@ -19,10 +18,8 @@ local Supernet = require 'autonad.supernet'
 local cost = require 'autonad.supernet.cost'
 local AdamW = require 'autonad.optim.AdamW'
 
-pcall(ffi.cdef, 'typedef struct { long tv_sec; long tv_nsec; } vs_timespec;' ..
-    'int clock_gettime(int clk, vs_timespec *ts);')
-local ts = ffi.new('vs_timespec')
-local function now() ffi.C.clock_gettime(1, ts); return tonumber(ts.tv_sec) + 1e-9 * tonumber(ts.tv_nsec) end
+local now_ms = require('autonad.latency').now_ms
+local function now() return now_ms() / 1e3 end -- seconds, monotonic clock
 
 local SPACE = require('autonad.space').load(dir .. '/../searchspaces/autonad.lua')
 
