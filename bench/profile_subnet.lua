@@ -24,6 +24,7 @@ local s = arch.copy(require('autonad.space').load(dir .. '/../searchspaces/auton
 s.decoder.width = width
 local net = Supernet.new(arch.space_of(s, a), { in_channels = 1, classes = classes, head = 'seg', seed = 1 })
 net:set_arch(a)
+net:set_grad_enabled(mode ~= 'inf')
 
 local x = autonad.tensor(batch, size, size, 1)
 autonad.rng(3):normal_(x)

@@ -109,6 +109,7 @@ function commands.run(path, threads, mode, warmup, repeats, check_logits)
     autonad.rng(3):normal_(x)
     local call
     if mode == 'inf1' or mode == 'inf8' then
+        net:set_grad_enabled(false) -- inference: no activations kept for a backward
         call = function() net:forward(x) end
     elseif mode == 'train8' then
         local labels = autonad.tensor(n, size, size)

@@ -234,7 +234,10 @@ int nad_adaptive_avgpool2d_forward(int32_t out_h, int32_t out_w, const nad_tenso
 int nad_adaptive_avgpool2d_backward(const nad_tensor *x, const nad_tensor *dy, nad_tensor *dx);
 
 /* ---- bilinear resize, channels-last (core/ops/resize.c) ----
-   PyTorch's interpolate(mode='bilinear') semantics for both align_corners settings. */
+   PyTorch's interpolate(mode='bilinear') semantics for both align_corners settings. y (forward)
+   and dy (backward) may also be a channel slice of a wider NHWC tensor (narrow on the last
+   dim), so a concatenation's parts are written and read in place; y must then already have
+   the output's shape. */
 int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corners,
                                 const nad_tensor *x, nad_tensor *y);
 int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,

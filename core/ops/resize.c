@@ -31,21 +31,33 @@ static inline void taps(float scale, int64_t o, int64_t in, int32_t align_corner
     *l0 = 1.0f - l;
 }
 
+/* Pixel stride of t [N,H,W,C] when its channels are contiguous and its pixels evenly spaced:
+   C for a contiguous tensor, more for a channel slice of a wider NHWC tensor (one part of a
+   concatenation, which the decoder resizes into and out of in place); -1 otherwise. */
+static int64_t pixel_stride(const nad_tensor *t)
+{
+    const int64_t *z = t->size, *s = t->stride;
+    if (nad_is_contiguous(t)) return z[3];
+    int64_t ps = s[2];
+    if (s[3] != 1 || ps < z[3] || s[1] != z[2] * ps || s[0] != z[1] * s[1]) return -1;
+    return ps;
+}
+
 typedef struct col_tap {
     int64_t o0, o1; /* offsets of the two source columns (w0 C, w1 C) */
     float b0, b1;   /* their weights */
 } col_tap;
 
 /* y row = a0 (b0 x0[w0] + b1 x0[w1]) + a1 (b0 x1[w0] + b1 x1[w1]) per output column, the inner
-   loop over channels */
+   loop over channels; ys: y's pixel stride */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 resize_row(const float *x0, const float *x1, float a0, float a1, const col_tap *cols, int64_t wo,
-           int64_t c, float *y)
+           int64_t c, int64_t ys, float *y)
 {
     for (int64_t ow = 0; ow < wo; ow++) {
         const float *p00 = x0 + cols[ow].o0, *p01 = x0 + cols[ow].o1;
         const float *p10 = x1 + cols[ow].o0, *p11 = x1 + cols[ow].o1;
-        float b0 = cols[ow].b0, b1 = cols[ow].b1, *yr = y + ow * c;
+        float b0 = cols[ow].b0, b1 = cols[ow].b1, *yr = y + ow * ys;
         for (int64_t k = 0; k < c; k++)
             yr[k] = a0 * (b0 * p00[k] + b1 * p01[k]) + a1 * (b0 * p10[k] + b1 * p11[k]);
     }
@@ -70,7 +82,13 @@ int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corn
     nad_tensor shape = *x;
     shape.size[1] = Ho;
     shape.size[2] = Wo;
-    if ((rc = nad_resize_as(y, &shape)) || (rc = nad_check_contig(fn, "y", y))) return rc;
+    if ((rc = nad_resize_as(y, &shape))) return rc;
+    const int64_t ys = pixel_stride(y);
+    if (ys < 0)
+        return nad_fail(NAD_EINVAL, "%s: y must be contiguous or a channel slice of an NHWC "
+                                    "tensor", fn);
+    if (nad_tensor_same_storage(x, y))
+        return nad_fail(NAD_EINVAL, "%s: y must not share x's storage", fn);
     const float sh = src_scale(H, Ho, align_corners), sw = src_scale(W, Wo, align_corners);
     const float *xd = nad_data(x);
     float *yd = nad_data(y);
@@ -88,8 +106,8 @@ int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corn
         int64_t n = r / Ho, oh = r % Ho, h0, h1;
         float a0, a1;
         taps(sh, oh, H, align_corners, &h0, &h1, &a0, &a1);
-        resize_row(xd + (n * H + h0) * W * C, xd + (n * H + h1) * W * C, a0, a1, cols, Wo, C,
-                   yd + r * Wo * C);
+        resize_row(xd + (n * H + h0) * W * C, xd + (n * H + h1) * W * C, a0, a1, cols, Wo, C, ys,
+                   yd + r * Wo * ys);
     }
     free(cols);
     return 0;
@@ -103,9 +121,12 @@ int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
 {
     const char *fn = "resize_bilinear_backward";
     int rc = nad_check_ndim(fn, "x", x, 4);
-    if (rc || (rc = nad_check_ndim(fn, "dy", dy, 4)) || (rc = nad_check_contig(fn, "dy", dy)) ||
-        (rc = nad_check_tensor(fn, "dx", dx)))
+    if (rc || (rc = nad_check_ndim(fn, "dy", dy, 4)) || (rc = nad_check_tensor(fn, "dx", dx)))
         return rc;
+    const int64_t gs = pixel_stride(dy);
+    if (gs < 0)
+        return nad_fail(NAD_EINVAL, "%s: dy must be contiguous or a channel slice of an NHWC "
+                                    "tensor", fn);
     const int64_t N = x->size[0], H = x->size[1], W = x->size[2], C = x->size[3];
     const int64_t Ho = dy->size[1], Wo = dy->size[2];
     if (dy->size[0] != N || dy->size[3] != C || Ho < 1 || Wo < 1 || H < 1 || W < 1) {
@@ -113,7 +134,8 @@ int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
         return nad_fail(NAD_EINVAL, "%s: dy %s is not a resize of x %s", fn,
                         nad_shape_str(dy, b1, sizeof b1), nad_shape_str(x, b2, sizeof b2));
     }
-    if (dx == dy) return nad_fail(NAD_EINVAL, "%s: dx must not be dy", fn);
+    if (nad_tensor_same_storage(dx, dy))
+        return nad_fail(NAD_EINVAL, "%s: dx must not share dy's storage", fn);
     if ((rc = nad_resize_as(dx, x)) || (rc = nad_check_contig(fn, "dx", dx))) return rc;
     const float sh = src_scale(H, Ho, align_corners), sw = src_scale(W, Wo, align_corners);
     const float *g = nad_data(dy);
@@ -135,7 +157,7 @@ int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
                 int64_t w0, w1;
                 float b0, b1;
                 taps(sw, ow, W, align_corners, &w0, &w1, &b0, &b1);
-                const float *gr = g + ((n * Ho + oh) * Wo + ow) * C;
+                const float *gr = g + ((n * Ho + oh) * Wo + ow) * gs;
                 float *q00 = q0 + w0 * C, *q01 = q0 + w1 * C;
                 float *q10 = q1 + w0 * C, *q11 = q1 + w1 * C;
                 const float f00 = a0 * b0, f01 = a0 * b1, f10 = a1 * b0, f11 = a1 * b1;

@@ -151,11 +151,13 @@ function M.measure(net, a, opts)
     local clock = clock_of(opts.clock, threads, 'measure')
     local x = make_input(batch, hw, net.in_channels, opts.seed)
     net:set_training(false)
+    local grad_was = net:set_grad_enabled(false) -- what inference runs: no activations kept
     net:set_arch(a)
     local samples
     with_threads(threads, function()
         samples = sample(function() net:forward(x) end, opts.warmup or 5, opts.repeats or 20, nil, clock)
     end)
+    net:set_grad_enabled(grad_was)
     local per_image = {}
     for i, v in ipairs(samples) do per_image[i] = v / batch end
     local r = M.stats(per_image)
@@ -404,6 +406,9 @@ function M.build_table(space, opts)
     if net and net.head_kind ~= 'seg' then error("autonad: latency.build_table: the net's head must be 'seg'", 2) end
     net = net or new_net(space, m, opts.seed)
     net:set_training(false)
+    -- each entry re-runs one step on the inputs the whole forward left: with gradients on,
+    -- every layer keeps its own buffers, so those inputs are still there
+    local grad_was = net:set_grad_enabled(true)
     local x = make_input(batch, hw, m.in_channels, opts.seed)
     local log = opts.log or function() end
     -- group the jobs by architecture: one set_arch + forward fills the buffers for all of them
@@ -431,6 +436,7 @@ function M.build_table(space, opts)
             end
         end
     end)
+    net:set_grad_enabled(grad_was)
     local tbl = { version = M.VERSION, meta = m, entries = entries }
     if not opts.only and (opts.calibrate or 10) > 0 then
         m.scale = calibration(space, net, tbl, opts.calibrate or 10, (opts.seed or 0) + 7919)

@@ -134,3 +134,37 @@ Test(resize, bad_arguments_are_errors)
     nad_tensor_free(y);
     nad_tensor_free(dy);
 }
+
+/* y (forward) and dy (backward) as channel slices of a wider tensor: the same numbers as with
+   contiguous tensors, and the rest of the wide tensor untouched */
+Test(resize, channel_slices_in_place)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 15);
+    const int N = 2, C = 5, WIDE = 3 * C;
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(N, 4, 6, C)), *y = tc_empty();
+    cr_assert_eq(nad_resize_bilinear_forward(9, 7, 0, x, y), 0, "%s", nad_last_error());
+    nad_tensor *wide = tc_zeros(TC_SIZES(N, 9, 7, WIDE));
+    nad_tensor *mid = nad_tensor_narrow(wide, 3, C, C);
+    cr_assert_eq(nad_resize_bilinear_forward(9, 7, 0, x, mid), 0, "%s", nad_last_error());
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < 9; h++)
+            for (int w = 0; w < 7; w++)
+                for (int c = 0; c < WIDE; c++) {
+                    float got = *px(wide, n, h, w, c);
+                    float want = c >= C && c < 2 * C ? *px(y, n, h, w, c - C) : 0.0f;
+                    cr_assert_eq(got, want, "[%d,%d,%d,%d]: %g vs %g", n, h, w, c, got, want);
+                }
+    /* backward reads the slice of a wide gradient */
+    nad_tensor *gwide = tc_rand(&rng, TC_SIZES(N, 9, 7, WIDE));
+    nad_tensor *gmid = nad_tensor_narrow(gwide, 3, C, C), *g = tc_zeros(TC_SIZES(N, 9, 7, C));
+    cr_assert_eq(nad_tensor_copy(g, gmid), 0, "%s", nad_last_error());
+    nad_tensor *d1 = tc_empty(), *d2 = tc_empty();
+    cr_assert_eq(nad_resize_bilinear_backward(0, x, g, d1), 0, "%s", nad_last_error());
+    cr_assert_eq(nad_resize_bilinear_backward(0, x, gmid, d2), 0, "%s", nad_last_error());
+    cr_assert(tc_close(d1, d2, 0, 0));
+    /* a slice cannot be resized to another shape */
+    cr_assert_eq(nad_resize_bilinear_forward(8, 7, 0, x, mid), NAD_ESTATE);
+    nad_tensor *tensors[] = { x, y, wide, mid, gwide, gmid, g, d1, d2 };
+    for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++) nad_tensor_free(tensors[i]);
+}

@@ -223,6 +223,41 @@ function tests.a_three_stage_space_with_a_fixed_decoder()
     T.ok(lat.predict(tbl, arch.sample(s3, rng)) > 0)
 end
 
+-- The memory plan (supernet/buffers.lua): with gradients off the forward shares its buffers
+-- between blocks and decoder steps; the logits must not change by a bit. Switching back on
+-- must give the gradients of a net that never switched (the shared gradient pools hold no
+-- state between steps), and a backward after a forward without gradients is refused.
+function tests.gradients_off_same_logits_and_gradients_after()
+    local rng = autonad.rng(21)
+    local archs = {}
+    for _, op in ipairs({ 'attention', 'conv', 'mlp' }) do
+        for _, conv in ipairs({ '1x1', '3x3', '5x5', 'dil3x3', 'dw3x3' }) do
+            archs[#archs + 1] = { 'seg', uniform_arch(op, conv) }
+        end
+    end
+    for _ = 1, 4 do archs[#archs + 1] = { 'seg', arch.sample(space, rng) } end
+    for _ = 1, 3 do archs[#archs + 1] = { 'cls', arch.sample(space, rng) } end
+    local x = input(2, 48, 40, 1, 5)
+    local nets = { seg = { make('seg', 3), make('seg', 3) }, cls = { make('cls', 3), make('cls', 3) } }
+    for i, c in ipairs(archs) do
+        local ref, net = nets[c[1]][1], nets[c[1]][2]
+        ref:set_arch(c[2]); net:set_arch(c[2])
+        local want = ref:forward(x):clone()
+        T.eq(net:set_grad_enabled(false), true, 'previous setting')
+        T.all_near(net:forward(x), want, 0, 'arch ' .. i .. ' logits without gradients')
+        T.errors(function() net:backward(want) end, 'backward after a forward with gradients off')
+        net:set_grad_enabled(true)
+        local labels = labels_for(want, i)
+        for _, n in ipairs({ ref, net }) do
+            n:zero_grad()
+            n:loss(n:forward(x), labels)
+            n:backward(n.dlogits)
+        end
+        local g1, g2 = ref.P:extract('grad'), net.P:extract('grad')
+        for name, g in pairs(g1) do T.all_near(g2[name], g, 0, 'arch ' .. i .. ' grad ' .. name) end
+    end
+end
+
 function tests.bad_architecture_names_the_gene()
     local net = make('seg', 3)
     local a = arch.largest(space)

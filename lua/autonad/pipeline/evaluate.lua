@@ -15,6 +15,7 @@ function M.subnet(ctx, net, a, split, opts)
     opts = opts or {}
     if a then net:set_arch(a) end
     net:set_training(false)
+    local grad_was = net:set_grad_enabled(false) -- evaluation keeps no activations for a backward
     local conf = metrics.Confusion.new(ctx:num_classes(), ctx:data().classes)
     local seconds, images = 0, 0
     local function run(x, y)
@@ -31,6 +32,7 @@ function M.subnet(ctx, net, a, split, opts)
         for x, y in loader:epoch(0) do run(x, y) end
         if not opts.loader then loader:close() end
     end
+    net:set_grad_enabled(grad_was)
     local task = ctx.recipe.task
     local summary = task == 'segmentation' and conf:segmentation() or conf:classification()
     return { summary = summary, table = conf:to_table(), seconds = seconds, images = images, confusion = conf }

@@ -35,6 +35,7 @@ function M.run(ctx, paths, opts)
     local r = ctx.recipe
     local net = eval.load_subnet(ctx, opts.tag or 'searched')
     net:set_training(false)
+    net:set_grad_enabled(false)
     local H, W, cin = r.data.size[1], r.data.size[2], r.data.channels
     local k, names = ctx:num_classes(), ctx:data().classes
     local out_dir = opts.out or ctx:path('predictions')

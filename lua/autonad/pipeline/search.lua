@@ -46,6 +46,7 @@ function M.run(ctx, opts)
     local r, cfg = ctx.recipe, ctx.recipe.search
     local net = finetune.load_supernet(ctx)
     net:set_training(false)
+    net:set_grad_enabled(false)
     local head = r.task == 'segmentation' and 'seg' or 'cls'
     local state_path = ctx:path('search_state.json')
     local state = {}

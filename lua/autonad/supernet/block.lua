@@ -3,15 +3,15 @@
 -- Its q / kv / proj projections are shared by every mixer it can choose; widths, the MLP
 -- ratio and the operator are selected per subnet.
 local class = require 'autonad.class'
-local tensor = require 'autonad.tensor'
 local core = require 'autonad.ffi'
 local layers = require 'autonad.supernet.layers'
 local mixers = require 'autonad.supernet.mixers'
+local buffers = require 'autonad.supernet.buffers'
 local C, check = core.C, core.check
 
 local Block = class('Block')
-
-local function new() return tensor.new() end
+Block.ACT = { 'x1', 'x2', 'act', 'm', 'f', 'mask1', 'mask2' }
+Block.GRAD = { 'dact', 'dx1', 'dx', 'dm', 'df' }
 
 --- opts: c_max, ratio_max, sr, operators (list), drop_path (this block's rate)
 function Block:init(P, prefix, opts)
@@ -31,9 +31,20 @@ function Block:init(P, prefix, opts)
     self.fc1 = layers.Linear.new(P, prefix .. 'fc1', opts.c_max, hd_max)
     self.dw = layers.Conv.new(P, prefix .. 'dw', hd_max, hd_max, { k = 3, pad = 1, depthwise = true })
     self.fc2 = layers.Linear.new(P, prefix .. 'fc2', hd_max, opts.c_max)
-    for _, nm in ipairs({ 'x1', 'x2', 'act', 'dact', 'dx1', 'dx', 'm', 'f', 'mask1', 'mask2', 'dm', 'df' }) do
-        self[nm] = new()
+    self.own = buffers.Pool.new()
+    self:bind(self.own, buffers.Pool.new())
+end
+
+--- Takes the block's and its layers' activations from pool act and their gradients from pool
+--- grad (buffers.lua: the memory plan). Every block may share one pool of each: a block reads
+--- its input x only before it writes x2, and dy only before it writes dx.
+function Block:bind(act, grad)
+    buffers.bind(self, act, grad)
+    for _, nm in ipairs({ 'norm1', 'norm2', 'fc1', 'dw', 'fc2' }) do
+        buffers.bind(self[nm], act, grad, nm .. '.')
     end
+    for nm, l in pairs(self.shared) do buffers.bind(l, act, grad, nm .. '.') end
+    for op, m in pairs(self.mixers) do m:bind(act, grad, op .. '.') end
 end
 
 --- Selects width c, MLP ratio and operator for this subnet.
@@ -78,6 +89,8 @@ function Block:forward(x, rng)
     return self.x2
 end
 
+--- dy may be the next block's dx, the same tensor as self.dx (one shared gradient pool): it is
+--- read only before self.dx is written.
 function Block:backward(x, dy)
     -- second residual: d x1 = dy + LN2'(FFN'(DropPath'(dy)))
     local df = dy

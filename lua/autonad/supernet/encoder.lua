@@ -1,7 +1,6 @@
 -- autonad.supernet.encoder: one encoder stage: overlapping patch embedding (conv + LayerNorm),
 -- up to depth_max hybrid blocks, and the stage's closing LayerNorm (docs/supernet.md).
 local class = require 'autonad.class'
-local tensor = require 'autonad.tensor'
 local core = require 'autonad.ffi'
 local layers = require 'autonad.supernet.layers'
 local Block = require 'autonad.supernet.block'
@@ -30,8 +29,13 @@ function Stage:init(P, s, st, cin_max, drop_path, first_block, blocks_total)
             operators = st.operators, drop_path = rate })
     end
     self.norm = layers.LayerNorm.new(P, prefix .. 'norm', c_max, 1e-6)
-    self.dx = tensor.new()
     self.first = s == 1
+end
+
+--- The memory plan (buffers.lua): every block takes its gradients from pools.grad; with
+--- gradients on each keeps its own activations, with them off all share pools.inf.
+function Stage:bind(grad_enabled, pools)
+    for _, blk in ipairs(self.blocks) do blk:bind(grad_enabled and blk.own or pools.inf, pools.grad) end
 end
 
 --- cin: this subnet's input channels; the stage's genes from the architecture.

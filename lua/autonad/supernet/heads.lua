@@ -7,6 +7,7 @@ local tensor = require 'autonad.tensor'
 local core = require 'autonad.ffi'
 local layers = require 'autonad.supernet.layers'
 local Mfam = require 'autonad.supernet.mfam'
+local buffers = require 'autonad.supernet.buffers'
 local C, check = core.C, core.check
 
 local M = {}
@@ -19,7 +20,17 @@ function Seg:init(P, space, widths_max, k)
     self.k = k
     self.mfam = Mfam.new(P, space.decoder.slots, widths_max, space.decoder.width, k, space.decoder.groups)
     self.out_conv = layers.Conv.new(P, 'head.out_conv', k, k, { k = 3, pad = 1, bias = false })
-    self.up, self.dup = tensor.new(), tensor.new()
+    self.own = buffers.Pool.new()
+    self:bind(true, buffers.Pool.new(), buffers.Pool.new())
+end
+
+--- The memory plan (mfam.lua's Mfam:bind): the head's gradients take the decoder chain's
+--- keys A and B; without gradients its resized logits come from pool inf.
+function Seg:bind(grad_enabled, inf, grad)
+    self.out_conv.dx, self.dup = grad:get('A'), grad:get('B')
+    local act = grad_enabled and self.own or inf
+    self.up, self.out_conv.y = act:get('head.up'), act:get('head.logits')
+    self.mfam:bind(grad_enabled, inf, grad)
 end
 
 function Seg:select(a)
@@ -60,6 +71,9 @@ function Cls:init(P, space, widths_max, k)
     for s = 1, #widths_max do self.pool[s], self.dpool[s], self.df[s] = tensor.new(), tensor.new(), tensor.new() end
     self.logits = tensor.new()
 end
+
+--- Its buffers are a few pooled vectors per stage: nothing to share.
+function Cls:bind() end
 
 function Cls:select(a)
     for s, fc in ipairs(self.fc) do fc:select(a.width[s], self.k) end

@@ -11,6 +11,7 @@ local random = require 'autonad.random'
 local core = require 'autonad.ffi'
 local arch_mod = require 'autonad.arch'
 local Params = require 'autonad.supernet.params'
+local buffers = require 'autonad.supernet.buffers'
 local Stage = require 'autonad.supernet.encoder'
 local heads = require 'autonad.supernet.heads'
 local C, check = core.C, core.check
@@ -50,7 +51,24 @@ function Supernet:init(space, opts)
     for s = 1, #space.stages do self.dfeat[s] = tensor.new() end
     self.dlogits = tensor.new()
     self.loss_value = ffi.new('float[1]')
+    local Pool = buffers.Pool
+    self.pools = { grad = Pool.new(), inf = Pool.new(), head_grad = Pool.new(), head_inf = Pool.new() }
     self:set_training(false)
+    self:set_grad_enabled(true)
+end
+
+--- With gradients off (evaluation, search, latency, prediction) a forward keeps only what a
+--- later step reads, sharing the rest (buffers.lua), and backward is refused until a forward
+--- runs with them on again. Returns the previous setting.
+function Supernet:set_grad_enabled(on)
+    local was = self.grad_enabled
+    on = on ~= false
+    if was ~= on then
+        for _, st in ipairs(self.stages) do st:bind(on, self.pools) end
+        self.head:bind(on, self.pools.head_inf, self.pools.head_grad)
+        self.grad_enabled = on
+    end
+    return was
 end
 
 --- Training mode turns drop-path on.
@@ -58,7 +76,6 @@ function Supernet:set_training(on)
     self.training = on
     for _, st in ipairs(self.stages) do st:set_training(on) end
 end
-
 --- Selects the subnet a (validated against the space; errors name the gene).
 function Supernet:set_arch(a)
     arch_mod.validate(self.space, a)
@@ -74,6 +91,7 @@ end
 function Supernet:forward(x)
     if not self.arch then error('autonad: supernet:forward before set_arch', 2) end
     self.input = x
+    self.forward_kept = self.grad_enabled
     local t = x
     for s, st in ipairs(self.stages) do
         t = st:forward(t, self.rng)
@@ -87,6 +105,10 @@ end
 
 --- Accumulates the gradients of the active weights for dlogits (shaped like the logits).
 function Supernet:backward(dlogits)
+    if not self.forward_kept then
+        error('autonad: supernet:backward after a forward with gradients off ' ..
+            '(set_grad_enabled(true), then forward again)', 2)
+    end
     if self.head_kind == 'cls' then dlogits = dlogits:view(dlogits:size(1), 1, 1, self.classes) end
     local dfs = self.head:backward(self.features, dlogits)
     local carry = nil

@@ -2,12 +2,14 @@
 -- the largest weights (registered in a Params registry) and, after select(...), views of
 -- them for the current subnet; forward / backward run the C operators on those views, so a
 -- subnet's gradients land in the slices of the shared weights. Views are cached per choice:
--- a hot loop makes no new tensors. Used by block.lua, mfam.lua and heads.lua.
+-- a hot loop makes no new tensors. Used by block.lua, mfam.lua and heads.lua. Each layer lists
+-- its buffers in ACT / GRAD; a new layer has private ones until its owner binds it into shared
+-- pools (buffers.lua).
 local ffi = require 'ffi'
 local class = require 'autonad.class'
-local tensor = require 'autonad.tensor'
 local core = require 'autonad.ffi'
 local Params = require 'autonad.supernet.params'
+local buffers = require 'autonad.supernet.buffers'
 local workspace = require('autonad.workspace').default
 local C, check = core.C, core.check
 local init = Params.fill
@@ -36,12 +38,20 @@ end
 -- Linear: y = x W[:out,:in]^T + b[:out]
 local Linear = class('Linear')
 M.Linear = Linear
+Linear.ACT, Linear.GRAD = { 'y' }, { 'dx' }
+
+-- private buffers for a new layer
+local function own(layer)
+    local p = buffers.Pool.new()
+    return buffers.bind(layer, p, p)
+end
 
 function Linear:init(P, name, in_max, out_max, opts)
     opts = opts or {}
     self.W = P:add(name .. '.weight', { out_max, in_max }, opts.init or init.normal(0.02))
     if opts.bias ~= false then self.B = P:add(name .. '.bias', { out_max }, init.zeros) end
-    self.y, self.dx, self.cache = tensor.new(), tensor.new(), {}
+    self.cache = {}
+    own(self)
 end
 
 function Linear:select(din, dout)
@@ -77,6 +87,7 @@ end
 -- groups (fixed), depthwise (groups = channels), bias, init.
 local Conv = class('Conv')
 M.Conv = Conv
+Conv.ACT, Conv.GRAD = { 'y' }, { 'dx' }
 
 function Conv:init(P, name, ci_max, co_max, opts)
     self.k, self.depthwise = opts.k, opts.depthwise
@@ -86,7 +97,8 @@ function Conv:init(P, name, ci_max, co_max, opts)
         opts.init or init.conv(opts.depthwise and co_max or self.groups))
     if opts.bias ~= false then self.B = P:add(name .. '.bias', { co_max }, init.zeros) end
     self.params = ffi.new('nad_conv2d_params', opts.stride or 1, opts.pad or 0, opts.dilation or 1, self.groups)
-    self.y, self.dx, self.cache = tensor.new(), tensor.new(), {}
+    self.cache = {}
+    own(self)
 end
 
 function Conv:select(ci, co)
@@ -130,12 +142,14 @@ end
 -- LayerNorm over the last dim, gamma[:C], beta[:C].
 local LayerNorm = class('LayerNorm')
 M.LayerNorm = LayerNorm
+LayerNorm.ACT, LayerNorm.GRAD = { 'y', 'mean', 'rstd' }, { 'dx' }
 
 function LayerNorm:init(P, name, c_max, eps)
     self.G = P:add(name .. '.weight', { c_max }, init.ones)
     self.B = P:add(name .. '.bias', { c_max }, init.zeros)
     self.eps = eps or 1e-6
-    self.y, self.dx, self.mean, self.rstd, self.cache = tensor.new(), tensor.new(), tensor.new(), tensor.new(), {}
+    self.cache = {}
+    own(self)
 end
 
 function LayerNorm:select(c)
@@ -163,30 +177,33 @@ function LayerNorm:backward(x, dy)
 end
 
 ---------------------------------------------------------------------------------------------
--- GroupNorm (channels-last) followed by ReLU: the decoder's unit after every conv.
+-- GroupNorm (channels-last) followed by ReLU: the decoder's unit after every conv. The ReLU
+-- runs in place on the GroupNorm's output (its backward reads y: y > 0 exactly where the
+-- pre-activation is), so one activation is kept, not two.
 local GNReLU = class('GNReLU')
 M.GNReLU = GNReLU
+GNReLU.ACT, GNReLU.GRAD = { 'y', 'mean', 'rstd' }, { 'dn', 'dx' }
 
 function GNReLU:init(P, name, c_max, groups)
     self.G = P:add(name .. '.weight', { c_max }, init.ones)
     self.B = P:add(name .. '.bias', { c_max }, init.zeros)
     self.groups = groups
-    self.n, self.y, self.dn, self.dx = tensor.new(), tensor.new(), tensor.new(), tensor.new()
-    self.mean, self.rstd, self.cache = tensor.new(), tensor.new(), {}
+    self.cache = {}
+    own(self)
 end
 
 GNReLU.select = LayerNorm.select
 
 function GNReLU:forward(x)
     local v = self.v
-    check(C.nad_groupnorm_forward(self.groups, 1e-5, x, v.g.value, v.b.value, self.n, self.mean, self.rstd))
-    check(C.nad_relu_forward(self.n, self.y))
+    check(C.nad_groupnorm_forward(self.groups, 1e-5, x, v.g.value, v.b.value, self.y, self.mean, self.rstd))
+    check(C.nad_relu_forward(self.y, self.y))
     return self.y
 end
 
 function GNReLU:backward(x, dy)
     local v = self.v
-    check(C.nad_relu_backward(self.n, dy, self.dn))
+    check(C.nad_relu_backward(self.y, dy, self.dn))
     check(C.nad_groupnorm_backward(self.groups, x, v.g.value, self.mean, self.rstd, self.dn, self.dx,
         v.g.grad, v.b.grad))
     return self.dx
@@ -198,6 +215,7 @@ end
 -- diagonal of the centre crop as a depthwise kernel followed by its own pointwise conv).
 local SlotConv = class('SlotConv')
 M.SlotConv = SlotConv
+SlotConv.ACT, SlotConv.GRAD = { 'y', 'xu', 'dw_out' }, { 'dx', 'dxu', 'ddw' }
 
 local SLOT_TYPES = {
     ['1x1'] = { off = 3, k = 1, pad = 0, dil = 1 },
@@ -212,9 +230,8 @@ function SlotConv:init(P, name, ci_max, co_max)
     self.W = P:add(name .. '.weight', { co_max, 5, 5, ci_max }, init.conv(1))
     self.PW = P:add(name .. '.pw', { co_max, ci_max }, init.conv(1))
     self.params = ffi.new('nad_conv2d_params', 1, 0, 1, 1)
-    self.y, self.dx, self.xu, self.dxu, self.dw_out = tensor.new(), tensor.new(), tensor.new(), tensor.new(), tensor.new()
-    self.ddw = tensor.new()
     self.cache = {}
+    own(self)
 end
 
 function SlotConv:select(ci, co, kind)

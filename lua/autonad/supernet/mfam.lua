@@ -3,14 +3,13 @@
 -- one 5x5 super-kernel each (layers.SlotConv).
 local ffi = require 'ffi'
 local class = require 'autonad.class'
-local tensor = require 'autonad.tensor'
 local core = require 'autonad.ffi'
 local layers = require 'autonad.supernet.layers'
+local buffers = require 'autonad.supernet.buffers'
 local C, check = core.C, core.check
 
 local Mfam = class('Mfam')
 
-local function new() return tensor.new() end
 local function resize(h, w, align, x, y) check(C.nad_resize_bilinear_forward(h, w, align, x, y)); return y end
 
 --- widths_max[s]: each stage's largest width; d: decoder width; k: classes; groups: GN groups.
@@ -42,23 +41,100 @@ function Mfam:init(P, slots, widths_max, d, k, groups)
     self.seg1 = layers.Conv.new(P, 'dec.seg1', d, d, { k = 1 })
     self.seg1_gn = layers.GNReLU.new(P, 'dec.seg1.gn', d, groups)
     self.seg2 = layers.Conv.new(P, 'dec.seg2', d, k, { k = 1 })
-    local bufs = { 'cat', 'dcat', 'z', 'dz', 'dtmp' }
-    for _, nm in ipairs(bufs) do self[nm] = new() end
     self.pool, self.up, self.dpool, self.dup, self.dg = {}, {}, {}, {}, {}
-    for i = 1, 4 do self.pool[i], self.up[i], self.dpool[i], self.dg[i] = new(), new(), new(), new() end
-    for i = 1, S - 1 do self.dup[i] = new() end
-    self.fsum, self.fu, self.dfsum, self.carry, self.zup, self.dzup = {}, {}, {}, {}, {}, {}
-    for s = 1, S - 1 do
-        self.fsum[s], self.fu[s], self.dfsum[s], self.carry[s] = new(), new(), new(), new()
-        self.zup[s], self.dzup[s] = new(), new()
-    end
-    self.df = {}
-    for s = 1, S do self.df[s] = new() end
-    self.outs, self.ppm_parts, self.fuse_parts = {}, {}, {}
+    self.fsum, self.fu, self.dfsum, self.carry, self.df = {}, {}, {}, {}, {}
+    self.outs, self.ppm_parts = {}, {}
     self.ptrs5 = ffi.new('nad_tensor *[5]')
-    self.ptrsS = ffi.new('nad_tensor *[?]', S)
     self.sizes5 = ffi.new('int64_t[5]')
-    self.sizesS = ffi.new('int64_t[?]', S)
+    self.own = buffers.Pool.new()
+    self:bind(true, buffers.Pool.new(), buffers.Pool.new())
+end
+
+-- layer.field = pool:get(key) for each field = key of map
+local function take(layer, pool, map)
+    for field, key in pairs(map) do layer[field] = pool:get(key) end
+end
+
+-- along a chain a GroupNorm's gradient lands in B and the conv before it writes A
+local GN_GRAD = { dn = 'N', dx = 'B' }
+local SLOT_GRAD = { dx = 'A', ddw = 'D1', dxu = 'D2' }
+
+--- The decoder's memory plan (buffers.lua). Gradients: the backward is a chain of steps, so
+--- the layers share a few keys of pool grad (A and B alternate along the chain, N is the
+--- ReLU's gradient, W the wide gradient at a concatenation, D1 / D2 a depthwise slot's inner
+--- ones); what a later step still reads has a key of its own. Activations: with gradients
+--- on every layer keeps its own (self.own); with them off (grad_enabled false) they come from
+--- pool inf, where only the tensors a later step reads (each PPM branch's output, the PPM
+--- output P, the FPN outputs and the running top-down sum) have keys of their own.
+function Mfam:bind(grad_enabled, inf, grad)
+    local S = self.S
+    -- gradients
+    take(self.seg2, grad, { dx = 'A' })
+    take(self.seg1_gn, grad, GN_GRAD)
+    take(self.seg1, grad, { dx = 'A' })
+    take(self.fuse_gn, grad, GN_GRAD)
+    take(self.fuse, grad, { dx = 'W' })
+    take(self.ppm_out_gn, grad, GN_GRAD)
+    take(self.ppm_out, grad, { dx = 'W' })
+    -- the fuse's input gradient, part 1 in A (free once fuse_gn has read it), the others in W
+    self.dz, self.dpart, self.dtmp = grad:get('A'), grad:get('W'), grad:get('T')
+    for s = 1, S - 1 do
+        take(self.out_gn[s], grad, GN_GRAD)
+        take(self.out[s], grad, SLOT_GRAD)
+        take(self.lateral_gn[s], grad, GN_GRAD)
+        take(self.lateral[s], grad, SLOT_GRAD)
+        self.dup[s] = grad:get('U' .. (s + 1))
+        self.dfsum[s], self.carry[s] = grad:get('C'), grad:get('K')
+    end
+    for s = 1, S do self.df[s] = grad:get('df' .. s) end
+    for i = 1, 4 do
+        take(self.ppm_gn[i], grad, GN_GRAD)
+        take(self.ppm[i], grad, SLOT_GRAD)
+        self.dg[i], self.dpool[i] = grad:get('G' .. i), grad:get('P')
+    end
+    -- activations
+    if grad_enabled then
+        local own = self.own
+        local function keep(prefix, layer) buffers.bind(layer, own, nil, prefix .. '.') end
+        keep('seg2', self.seg2); keep('seg1', self.seg1); keep('seg1_gn', self.seg1_gn)
+        keep('fuse', self.fuse); keep('fuse_gn', self.fuse_gn)
+        keep('ppm_out', self.ppm_out); keep('ppm_out_gn', self.ppm_out_gn)
+        self.cat, self.z = own:get('cat'), own:get('z')
+        for s = 1, S - 1 do
+            keep('out' .. s, self.out[s]); keep('out_gn' .. s, self.out_gn[s])
+            keep('lateral' .. s, self.lateral[s]); keep('lateral_gn' .. s, self.lateral_gn[s])
+            -- fu (the upsampled top) is read by its add only: a temporary even here
+            self.fsum[s], self.fu[s] = own:get('fsum' .. s), inf:get('fu')
+        end
+        for i = 1, 4 do
+            keep('ppm' .. i, self.ppm[i]); keep('ppm_gn' .. i, self.ppm_gn[i])
+            self.pool[i], self.up[i] = own:get('pool' .. i), own:get('up' .. i)
+        end
+        return
+    end
+    local gn = function(y) return { y = y, mean = 'gm', rstd = 'gr' } end
+    local slot = function(y) return { y = y, xu = 'sx', dw_out = 'sd' } end
+    for i = 1, 4 do
+        self.pool[i], self.up[i] = inf:get('p0'), inf:get('up' .. i)
+        take(self.ppm[i], inf, slot('p1'))
+        take(self.ppm_gn[i], inf, gn('p2'))
+    end
+    self.cat = inf:get('cat')
+    take(self.ppm_out, inf, { y = 'c1' })
+    take(self.ppm_out_gn, inf, gn('P'))
+    for s = 1, S - 1 do
+        take(self.lateral[s], inf, slot('l1'))
+        take(self.lateral_gn[s], inf, gn('l2'))
+        self.fu[s], self.fsum[s] = inf:get('fu'), inf:get('fsum')
+        take(self.out[s], inf, slot('l1'))
+        take(self.out_gn[s], inf, gn('o' .. s))
+    end
+    self.z = inf:get('z')
+    take(self.fuse, inf, { y = 'c1' })
+    take(self.fuse_gn, inf, gn('c2'))
+    take(self.seg1, inf, { y = 'c1' })
+    take(self.seg1_gn, inf, gn('c2'))
+    take(self.seg2, inf, { y = 'c1' })
 end
 
 --- widths: this subnet's stage widths; conv: the slot types; pool: the 4 PPM sizes.
@@ -96,6 +172,30 @@ local function split(ptrs, sizes, y, list)
     check(C.nad_split(y, 3, #list, sizes, ptrs))
 end
 
+-- t's S channel slices of width d, as views cached in self[field] while t and its shape stay
+local function parts_of(self, field, t)
+    local c = self[field]
+    local key = table.concat(t:size(), ',')
+    if not c or c.t ~= t or c.key ~= key then
+        c = { t = t, key = key }
+        for s = 1, self.S do c[s] = t:narrow(4, (s - 1) * self.d + 1, self.d) end
+        self[field] = c
+    end
+    return c
+end
+
+-- the fuse weight's S column blocks as [D, D] matrices (views of the whole weight, cached)
+local function fuse_weight_parts(self)
+    local full = self.fuse.W.value
+    if not self.fuse_wparts or self.fuse_wparts.full ~= full then
+        local S, d = self.S, self.d
+        local w2 = full:view(d, S * d)
+        self.fuse_wparts = { full = full }
+        for s = 1, S do self.fuse_wparts[s] = w2:narrow(2, (s - 1) * d + 1, d) end
+    end
+    return self.fuse_wparts
+end
+
 -- The forward in named steps; the latency table (autonad.latency) times each step alone.
 
 --- PPM branch i on f4: adaptive pool, the slot's conv, GroupNorm+ReLU, resized back (self.up[i]).
@@ -129,12 +229,15 @@ function Mfam:top_down_step(s, fs, top)
 end
 
 --- concat(o_1, up(o_2), ..., up(o_{S-1}), up(P)) at f_1's size, fuse 1x1, seg1, seg2: logits.
+--- The concatenation is written in place: each part is resized straight into its channel
+--- slice of z (no per-part buffers).
 function Mfam:fuse_step(f1)
     local S, h1, w1 = self.S, f1:size(2), f1:size(3)
-    local zl = self.fuse_parts
-    zl[1] = self.outs[1]
-    for s = 2, S do zl[s] = resize(h1, w1, 0, s < S and self.outs[s] or self.P, self.zup[s - 1]) end
-    local z = concat(self.ptrsS, zl, self.z)
+    local o1 = self.outs[1]
+    local z = self.z:resize(o1:size(1), h1, w1, S * self.d)
+    local parts = parts_of(self, 'zparts', z)
+    parts[1]:copy(o1)
+    for s = 2, S do resize(h1, w1, 0, s < S and self.outs[s] or self.P, parts[s]) end
     local s1 = self.seg1_gn:forward(self.seg1:forward(self.fuse_gn:forward(self.fuse:forward(z))))
     return self.seg2:forward(s1)
 end
@@ -152,24 +255,24 @@ function Mfam:forward(f)
 end
 
 function Mfam:backward(f, dlogits)
-    local d = self.d
     local ds1 = self.seg2:backward(self.seg1_gn.y, dlogits)
     local dfz = self.seg1:backward(self.fuse_gn.y, self.seg1_gn:backward(self.seg1.y, ds1))
-    local dz = self.fuse:backward(self.z, self.fuse_gn:backward(self.fuse.y, dfz))
-    local S = self.S
-    local n, h, w = dz:size(1), dz:size(2), dz:size(3)
-    self.dz:resize(n, h, w, d)
-    local parts = { { t = self.dz, n = d } }
-    for s = 2, S do
-        self.dzup[s - 1]:resize(n, h, w, d)
-        parts[s] = { t = self.dzup[s - 1], n = d }
-    end
-    split(self.ptrsS, self.sizesS, dz, parts)
-    -- gradients reaching o_1 .. o_{S-1} and P through the fuse's resizes
-    local do_ = { self.dz }
-    for s = 2, S do
-        check(C.nad_resize_bilinear_backward(0, s < S and self.outs[s] or self.P, self.dzup[s - 1], self.dup[s - 1]))
-        do_[s] = self.dup[s - 1]
+    -- the fuse's weight and bias gradients from the whole of z; its input gradient one part at
+    -- a time (d part_s = dy W[:, part s]), so the S*D-wide gradient is never stored
+    local dfuse = self.fuse_gn:backward(self.fuse.y, dfz)
+    self.fuse:backward(self.z, dfuse, false)
+    local S, d = self.S, self.d
+    local n, h, w = dfuse:size(1), dfuse:size(2), dfuse:size(3)
+    local dy2, wparts = dfuse:view(n * h * w, d), fuse_weight_parts(self)
+    local do_ = {}
+    for s = 1, S do
+        local t = (s == 1 and self.dz or self.dpart):resize(n, h, w, d)
+        check(C.nad_matmul(0, 0, 1, dy2, wparts[s], 0, t:view(n * h * w, d)))
+        do_[s] = t
+        if s > 1 then -- through the fuse's resize of o_s (of P for s = S)
+            check(C.nad_resize_bilinear_backward(0, s < S and self.outs[s] or self.P, t, self.dup[s - 1]))
+            do_[s] = self.dup[s - 1]
+        end
     end
     local dP = do_[S]
     -- FPN, fine to coarse: fsum_s feeds out_s and (resized) fsum_{s-1}

@@ -5,16 +5,14 @@
 -- as [N,H,W,C].
 local ffi = require 'ffi'
 local class = require 'autonad.class'
-local tensor = require 'autonad.tensor'
 local core = require 'autonad.ffi'
 local layers = require 'autonad.supernet.layers'
 local Params = require 'autonad.supernet.params'
+local buffers = require 'autonad.supernet.buffers'
 local C, check = core.C, core.check
 
 local M = {}
 local HEAD_DIM = 32
-
-local function new() return tensor.new() end
 
 -- y = a + b (y resized)
 local function add(a, b, y) check(C.nad_add(1, a, 1, b, y)); return y end
@@ -22,6 +20,7 @@ local function add(a, b, y) check(C.nad_add(1, a, 1, b, y)); return y end
 ---------------------------------------------------------------------------------------------
 local Attention = class('Attention')
 M.attention = Attention
+Attention.ACT, Attention.GRAD = { 'A', 'O' }, { 'dA', 'dS', 'dq', 'dkv', 'dx' }
 
 --- shared = {q, kv, proj} Linear layers; sr: spatial reduction ratio.
 function Attention:init(P, prefix, shared, c_max, sr)
@@ -30,8 +29,17 @@ function Attention:init(P, prefix, shared, c_max, sr)
         self.sr_conv = layers.Conv.new(P, prefix .. 'sr', c_max, c_max, { k = sr, stride = sr })
         self.sr_norm = layers.LayerNorm.new(P, prefix .. 'sr_norm', c_max, 1e-6)
     end
-    self.S, self.A, self.O, self.dA, self.dS = new(), new(), new(), new(), new()
-    self.dq, self.dkv, self.dx = new(), new(), new()
+    local p = buffers.Pool.new()
+    self:bind(p, p, '')
+end
+
+--- Buffers from pools act / grad under prefix (the block's memory plan).
+function Attention:bind(act, grad, prefix)
+    buffers.bind(self, act, grad, prefix)
+    if self.sr_conv then
+        buffers.bind(self.sr_conv, act, grad, prefix .. 'sr.')
+        buffers.bind(self.sr_norm, act, grad, prefix .. 'sr_norm.')
+    end
 end
 
 function Attention:select(c)
@@ -56,9 +64,10 @@ function Attention:forward(x)
     local pk = src:size(2) * src:size(3)
     self.n, self.h, self.p, self.pk = n, h, p, pk
     local qh, kh, vh = heads(q, n, p, h, 0, 1), heads(kv, n, pk, h, 0, 2), heads(kv, n, pk, h, 1, 2)
-    self.S:resize(n, h, p, pk)
-    check(C.nad_matmul(0, 1, 1 / math.sqrt(HEAD_DIM), qh, kh, 0, self.S))
-    check(C.nad_softmax_forward(self.S, self.A))
+    -- the scores become the attention weights in place (the backward reads only A)
+    self.A:resize(n, h, p, pk)
+    check(C.nad_matmul(0, 1, 1 / math.sqrt(HEAD_DIM), qh, kh, 0, self.A))
+    check(C.nad_softmax_forward(self.A, self.A))
     self.O:resize(n, hh, ww, c)
     check(C.nad_matmul(0, 0, 1, self.A, vh, 0, heads(self.O, n, p, h, 0, 1)))
     self.qh, self.kh, self.vh = qh, kh, vh
@@ -90,6 +99,7 @@ end
 ---------------------------------------------------------------------------------------------
 local Conv = class('ConvMixer')
 M.conv = Conv
+Conv.ACT, Conv.GRAD = { 'f', 'act' }, { 'dact', 'dq', 'dkv', 'dx' }
 
 function Conv:init(P, prefix, shared, c_max)
     self.shared = shared
@@ -99,8 +109,15 @@ function Conv:init(P, prefix, shared, c_max)
     self.dep = layers.Conv.new(P, prefix .. 'dep', 9 * HEAD_DIM, c_max,
         { k = 3, pad = 1, groups = HEAD_DIM })
     self.norm = layers.LayerNorm.new(P, prefix .. 'conv_norm', c_max, 1e-6)
-    self.f, self.act, self.dact, self.dq, self.dkv, self.dx = new(), new(), new(), new(), new(), new()
     self.cache = {}
+    local p = buffers.Pool.new()
+    self:bind(p, p, '')
+end
+
+function Conv:bind(act, grad, prefix)
+    buffers.bind(self, act, grad, prefix)
+    buffers.bind(self.dep, act, grad, prefix .. 'dep.')
+    buffers.bind(self.norm, act, grad, prefix .. 'norm.')
 end
 
 function Conv:select(c)
@@ -140,6 +157,8 @@ end
 ---------------------------------------------------------------------------------------------
 local Mlp = class('MlpMixer')
 M.mlp = Mlp
+Mlp.ACT = { 'k', 'v', 'x1', 'x2', 's', 'a', 'g1', 'wts', 'y', 't', 'wbuf1', 'wbuf2', 'wbuf3' }
+Mlp.GRAD = { 'dx1', 'dx2', 'dx3', 'dwts', 'dr2', 'dg1', 'ds', 'dq', 'dk', 'dkv', 'dx', 'dw1', 'dw2', 'dw3' }
 
 local SHIFT1 = ffi.new('int32_t[4]', C.NAD_SHIFT_DOWN, C.NAD_SHIFT_UP, C.NAD_SHIFT_RIGHT, C.NAD_SHIFT_LEFT)
 local SHIFT2 = ffi.new('int32_t[4]', C.NAD_SHIFT_RIGHT, C.NAD_SHIFT_LEFT, C.NAD_SHIFT_DOWN, C.NAD_SHIFT_UP)
@@ -149,12 +168,18 @@ function Mlp:init(P, prefix, shared, c_max)
     self.rw1 = layers.Linear.new(P, prefix .. 'reweight1', c_max, c_max / 4)
     self.rw2 = layers.Linear.new(P, prefix .. 'reweight2', c_max / 4, 3 * c_max)
     self.mlp = layers.Linear.new(P, prefix .. 'mlp', c_max, c_max)
-    local names = { 'k', 'v', 'x1', 'x2', 's', 'a', 'g1', 'wts', 'y', 't', 'dy', 'dx1', 'dx2', 'dx3',
-        'dwts', 'dr2', 'dg1', 'ds', 'dq', 'dk', 'dkv', 'dx' }
-    for _, nm in ipairs(names) do self[nm] = new() end
-    -- branch weights: wbuf[i] holds column i of wts as [1,N,1,1,C]; wv[i] views it as [N,1,1,C]
-    self.wbuf, self.wv, self.dw = { new(), new(), new() }, {}, { new(), new(), new() }
+    self.wv = {}
     self.parts, self.sizes = ffi.new('nad_tensor *[2]'), ffi.new('int64_t[2]')
+    local p = buffers.Pool.new()
+    self:bind(p, p, '')
+end
+
+function Mlp:bind(act, grad, prefix)
+    buffers.bind(self, act, grad, prefix)
+    -- branch weights: wbuf[i] holds column i of wts as [1,N,1,1,C]; wv[i] views it as [N,1,1,C]
+    self.wbuf = { self.wbuf1, self.wbuf2, self.wbuf3 }
+    self.dw = { self.dw1, self.dw2, self.dw3 }
+    for _, nm in ipairs({ 'rw1', 'rw2', 'mlp' }) do buffers.bind(self[nm], act, grad, prefix .. nm .. '.') end
 end
 
 function Mlp:select(c)
