@@ -92,6 +92,8 @@ function commands.run(path, threads, mode, warmup, repeats, check_logits)
     local size, classes = meta.size, meta.classes
     local net = build(meta.arch, meta.decoder_width, classes)
     net:load_subnet(t, path)
+    -- inference keeps no activations for a backward (the check's forward included)
+    net:set_grad_enabled(mode ~= 'inf1' and mode ~= 'inf8')
     if check_logits ~= '0' then -- the same function as the file's (costs a batch-2 forward)
         local ref, got = t['bench.logits'], net:forward(t['bench.input'])
         local worst, scale = 0, 0
@@ -109,7 +111,6 @@ function commands.run(path, threads, mode, warmup, repeats, check_logits)
     autonad.rng(3):normal_(x)
     local call
     if mode == 'inf1' or mode == 'inf8' then
-        net:set_grad_enabled(false) -- inference: no activations kept for a backward
         call = function() net:forward(x) end
     elseif mode == 'train8' then
         local labels = autonad.tensor(n, size, size)
