@@ -39,9 +39,21 @@ function Params:active()
     return out
 end
 
---- Zeroes the active gradient views.
+--- Zeroes the active gradient views (each view made once per view function and kept: a
+--- training step makes no new tensors here).
 function Params:zero_grad()
-    for _, e in ipairs(self.list) do if e.view then e.view(e.grad):zero() end end
+    for _, e in ipairs(self.list) do
+        local fn = e.view
+        if fn then
+            e.grad_views = e.grad_views or setmetatable({}, { __mode = 'k' })
+            local g = e.grad_views[fn]
+            if not g then
+                g = fn(e.grad)
+                e.grad_views[fn] = g
+            end
+            g:zero()
+        end
+    end
 end
 
 --- Zeroes every gradient.
