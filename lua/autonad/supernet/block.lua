@@ -45,6 +45,12 @@ function Block:bind(act, grad)
     end
     for nm, l in pairs(self.shared) do buffers.bind(l, act, grad, nm .. '.') end
     for op, m in pairs(self.mixers) do m:bind(act, grad, op .. '.') end
+    -- the two branch outputs are read only by their residual adds, never by a backward: one
+    -- buffer each for every block (the grad pool is idle during a forward)
+    self.shared.proj.y, self.fc2.y = grad:get('proj.y'), grad:get('fc2.y')
+    -- Mix-FFN's backward is a chain fc2 -> GELU -> dw -> fc1: dw's input gradient can reuse
+    -- fc2's, dead once GELU's backward has read it
+    self.dw.dx = grad:get('fc2.dx')
 end
 
 --- Selects width c, MLP ratio and operator for this subnet.

@@ -4,6 +4,7 @@ local class = require 'autonad.class'
 local core = require 'autonad.ffi'
 local layers = require 'autonad.supernet.layers'
 local Block = require 'autonad.supernet.block'
+local buffers = require 'autonad.supernet.buffers'
 local C, check = core.C, core.check
 
 local Stage = class('Stage')
@@ -36,6 +37,10 @@ end
 --- gradients on each keeps its own activations, with them off all share pools.inf.
 function Stage:bind(grad_enabled, pools)
     for _, blk in ipairs(self.blocks) do blk:bind(grad_enabled and blk.own or pools.inf, pools.grad) end
+    -- the stage's own gradients are read at once too (the patch's by Supernet:backward's add)
+    for _, nm in ipairs({ 'patch', 'patch_norm', 'norm' }) do
+        buffers.bind(self[nm], nil, pools.grad, 'stage.' .. nm .. '.')
+    end
 end
 
 --- cin: this subnet's input channels; the stage's genes from the architecture.
