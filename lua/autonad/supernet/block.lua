@@ -39,25 +39,35 @@ end
 --- grad (buffers.lua: the memory plan). Every block may share one pool of each: a block reads
 --- its input x only before it writes x2, and dy only before it writes dx.
 function Block:bind(act, grad)
+    self.act_pool, self.grad_pool = act, grad
     buffers.bind(self, act, grad)
     for _, nm in ipairs({ 'norm1', 'norm2', 'fc1', 'dw', 'fc2' }) do
         buffers.bind(self[nm], act, grad, nm .. '.')
     end
     for nm, l in pairs(self.shared) do buffers.bind(l, act, grad, nm .. '.') end
-    for op, m in pairs(self.mixers) do m:bind(act, grad, op .. '.') end
+    for op, m in pairs(self.mixers) do m:bind(act, grad, op .. '.', 'mixer.') end
     -- the two branch outputs are read only by their residual adds, never by a backward: one
     -- buffer each for every block (the grad pool is idle during a forward)
     self.shared.proj.y, self.fc2.y = grad:get('proj.y'), grad:get('fc2.y')
     -- Mix-FFN's backward is a chain fc2 -> GELU -> dw -> fc1: dw's input gradient can reuse
     -- fc2's, dead once GELU's backward has read it
     self.dw.dx = grad:get('fc2.dx')
+    self:bind_projections()
+end
+
+-- q's and kv's outputs are read by the attention and conv mixers' backward, not by the mlp
+-- mixer's (it keeps its own shifted maps): with mlp they are temporaries of the grad pool
+function Block:bind_projections()
+    local pool = self.op == 'mlp' and self.grad_pool or self.act_pool
+    self.shared.q.y, self.shared.kv.y = pool:get('q.y'), pool:get('kv.y')
 end
 
 --- Selects width c, MLP ratio and operator for this subnet.
 function Block:select(c, ratio, op)
     local mixer = self.mixers[op]
     if not mixer then error('autonad: operator ' .. tostring(op) .. ' is not built in this block', 2) end
-    self.mixer, self.c = mixer, c
+    self.mixer, self.c, self.op = mixer, c, op
+    self:bind_projections()
     self.norm1:select(c)
     self.shared.q:select(c, c)
     self.shared.kv:select(c, 2 * c)

@@ -37,12 +37,13 @@ function Pool:bytes()
     return b
 end
 
---- Points layer's ACT fields at act:get(prefix .. field) and its GRAD fields at grad's.
---- act or grad may be nil to leave those fields as they are.
-function M.bind(layer, act, grad, prefix)
+--- Points layer's ACT fields at act:get(prefix .. field) and its GRAD fields at
+--- grad:get((gprefix or prefix) .. field). act or grad may be nil to leave those as they are.
+function M.bind(layer, act, grad, prefix, gprefix)
     prefix = prefix or ''
+    gprefix = gprefix or prefix
     if act then for _, f in ipairs(layer.ACT) do layer[f] = act:get(prefix .. f) end end
-    if grad then for _, f in ipairs(layer.GRAD) do layer[f] = grad:get(prefix .. f) end end
+    if grad then for _, f in ipairs(layer.GRAD) do layer[f] = grad:get(gprefix .. f) end end
     return layer
 end
 

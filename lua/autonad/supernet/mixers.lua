@@ -30,15 +30,16 @@ function Attention:init(P, prefix, shared, c_max, sr)
         self.sr_norm = layers.LayerNorm.new(P, prefix .. 'sr_norm', c_max, 1e-6)
     end
     local p = buffers.Pool.new()
-    self:bind(p, p, '')
+    self:bind(p, p, '', '')
 end
 
---- Buffers from pools act / grad under prefix (the block's memory plan).
-function Attention:bind(act, grad, prefix)
-    buffers.bind(self, act, grad, prefix)
+--- Activations from pool act under prefix, gradients from pool grad under gprefix (the
+--- block's memory plan: one mixer runs per block, so all three may share gradient keys).
+function Attention:bind(act, grad, prefix, gprefix)
+    buffers.bind(self, act, grad, prefix, gprefix)
     if self.sr_conv then
-        buffers.bind(self.sr_conv, act, grad, prefix .. 'sr.')
-        buffers.bind(self.sr_norm, act, grad, prefix .. 'sr_norm.')
+        buffers.bind(self.sr_conv, act, grad, prefix .. 'sr.', gprefix .. 'sr.')
+        buffers.bind(self.sr_norm, act, grad, prefix .. 'sr_norm.', gprefix .. 'sr_norm.')
     end
 end
 
@@ -111,13 +112,13 @@ function Conv:init(P, prefix, shared, c_max)
     self.norm = layers.LayerNorm.new(P, prefix .. 'conv_norm', c_max, 1e-6)
     self.cache = {}
     local p = buffers.Pool.new()
-    self:bind(p, p, '')
+    self:bind(p, p, '', '')
 end
 
-function Conv:bind(act, grad, prefix)
-    buffers.bind(self, act, grad, prefix)
-    buffers.bind(self.dep, act, grad, prefix .. 'dep.')
-    buffers.bind(self.norm, act, grad, prefix .. 'norm.')
+function Conv:bind(act, grad, prefix, gprefix)
+    buffers.bind(self, act, grad, prefix, gprefix)
+    buffers.bind(self.dep, act, grad, prefix .. 'dep.', gprefix .. 'dep.')
+    buffers.bind(self.norm, act, grad, prefix .. 'norm.', gprefix .. 'norm.')
 end
 
 function Conv:select(c)
@@ -157,7 +158,7 @@ end
 ---------------------------------------------------------------------------------------------
 local Mlp = class('MlpMixer')
 M.mlp = Mlp
-Mlp.ACT = { 'k', 'v', 'x1', 'x2', 's', 'a', 'g1', 'wts', 'y', 't', 'wbuf1', 'wbuf2', 'wbuf3' }
+Mlp.ACT = { 'v', 'x1', 'x2', 'a', 'g1', 'wts', 'y', 'wbuf1', 'wbuf2', 'wbuf3' }
 Mlp.GRAD = { 'dx1', 'dx2', 'dx3', 'dwts', 'dr2', 'dg1', 'ds', 'dq', 'dk', 'dkv', 'dx', 'dw1', 'dw2', 'dw3' }
 
 local SHIFT1 = ffi.new('int32_t[4]', C.NAD_SHIFT_DOWN, C.NAD_SHIFT_UP, C.NAD_SHIFT_RIGHT, C.NAD_SHIFT_LEFT)
@@ -171,15 +172,19 @@ function Mlp:init(P, prefix, shared, c_max)
     self.wv = {}
     self.parts, self.sizes = ffi.new('nad_tensor *[2]'), ffi.new('int64_t[2]')
     local p = buffers.Pool.new()
-    self:bind(p, p, '')
+    self:bind(p, p, '', '')
 end
 
-function Mlp:bind(act, grad, prefix)
-    buffers.bind(self, act, grad, prefix)
+function Mlp:bind(act, grad, prefix, gprefix)
+    buffers.bind(self, act, grad, prefix, gprefix)
+    -- read by no backward (k only through its shift, s and t only by the next step): temporaries
+    self.k, self.s, self.t = grad:get(gprefix .. 'k'), grad:get(gprefix .. 's'), grad:get(gprefix .. 't')
     -- branch weights: wbuf[i] holds column i of wts as [1,N,1,1,C]; wv[i] views it as [N,1,1,C]
     self.wbuf = { self.wbuf1, self.wbuf2, self.wbuf3 }
     self.dw = { self.dw1, self.dw2, self.dw3 }
-    for _, nm in ipairs({ 'rw1', 'rw2', 'mlp' }) do buffers.bind(self[nm], act, grad, prefix .. nm .. '.') end
+    for _, nm in ipairs({ 'rw1', 'rw2', 'mlp' }) do
+        buffers.bind(self[nm], act, grad, prefix .. nm .. '.', gprefix .. nm .. '.')
+    end
 end
 
 function Mlp:select(c)
@@ -239,7 +244,7 @@ function Mlp:backward(x, dout)
     local dg1 = self.rw2:backward(self.g1, self.dr2:view(n, 1, 1, 3 * c))
     check(C.nad_gelu_backward(self.rw1.y, dg1, self.dg1))
     local da = self.rw1:backward(self.a, self.dg1)
-    check(C.nad_adaptive_avgpool2d_backward(self.s, da, self.ds))
+    check(C.nad_adaptive_avgpool2d_backward(self.x1, da, self.ds)) -- x1 has s's shape
     for i = 1, 3 do add(dxs[i], self.ds, dxs[i]) end
     check(C.nad_shift_backward(SHIFT1, self.dx1, self.dq))
     check(C.nad_shift_backward(SHIFT2, self.dx2, self.dk))
