@@ -1,10 +1,9 @@
-/* bench_conv.c: GFLOP/s of conv2d forward and backward on the AutoNAD network's shapes, beside
-   cblas_sgemm 2048^3 at the same thread count (median of 7 timed runs after 2 warm-ups).
+/* bench_conv.c: GFLOP/s of conv2d forward and backward on the AutoNAD network's shapes (median
+   of 7 timed runs after 2 warm-ups), beside cblas_sgemm 2048^3 at the same thread count.
    Usage: bench_conv [threads]. Run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`. */
-#include "bench_util.h" /* bench_now, bench_bench_cmp_double */
+#include "bench_util.h" /* bench_now, bench_cmp_double, bench_sgemm_2048 */
 
 enum { WARMUP = 2, REPEATS = 7 };
-
 
 static double median(double *v, int n)
 {
@@ -71,19 +70,9 @@ int main(int argc, char **argv)
     }
     printf("blas: %s\nthreads: %d\n", nad_blas_info(), nad_get_num_threads());
 
-    const int n = 2048;
-    float *a = malloc(sizeof(float) * n * n), *bm = malloc(sizeof(float) * n * n);
-    float *c = malloc(sizeof(float) * n * n);
-    for (int i = 0; i < n * n; i++) a[i] = bm[i] = (float)(i % 7) * 0.1f, c[i] = 0;
-    double t[REPEATS];
-    for (int i = -WARMUP; i < REPEATS; i++) {
-        double t0 = bench_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, bm, n, 0, c, n);
-        if (i >= 0) t[i] = bench_now() - t0;
-    }
-    double ms = median(t, REPEATS);
-    printf("sgemm 2048x2048x2048: %.1f ms, %.1f GFLOP/s\n\n", 1e3 * ms, 2.0 * n * n * n / ms * 1e-9);
-    free(a), free(bm), free(c);
+    double gf = bench_sgemm_2048();
+    double ms = gf > 0 ? 2.0 * 2048 * 2048 * 2048 / gf * 1e-6 : 0.0;
+    printf("sgemm 2048x2048x2048: %.1f ms, %.1f GFLOP/s\n\n", ms, gf);
 
     printf("%-34s %9s %9s %9s %9s\n", "conv2d (batch 8)", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s");
     shape shapes[] = {

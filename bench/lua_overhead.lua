@@ -1,8 +1,8 @@
 -- lua_overhead.lua: how much of a supernet-training iteration runs outside the C core (Lua,
 -- subnet sampling, set_arch, bookkeeping, the FFI glue). Every function of the C core is
--- wrapped to add its wall time to a counter; an iteration is the body of
--- pipeline/train_supernet.lua's loop (sample, set_arch, forward, loss, backward, AdamW on the
--- active views, zero_grad, the JSON log line) on one in-memory batch of the recipe's size.
+-- wrapped to add its wall time to a counter; an iteration is what pipeline/train_supernet.lua's
+-- loop runs per subnet (sample, its M.step: set_arch, forward, loss, backward, AdamW on the
+-- active views, zero_grad; the JSON log line) on one in-memory batch of the recipe's size.
 -- Outside = iteration time - time inside C calls; the wrapper's own cost counts as outside,
 -- so the figure is an upper bound.
 --   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE AUTONAD_LIB=build/libautonad.so \
@@ -42,18 +42,15 @@ local json = require 'autonad.json'
 local optim = require 'autonad.optim'
 local recipe = require 'autonad.recipe'
 local Supernet = require 'autonad.supernet'
+local context = require 'autonad.pipeline.context'
+local train_supernet = require 'autonad.pipeline.train_supernet'
 
 local recipe_path = arg[1] or dir .. '/../recipes/neu_seg_cpu.lua'
 local iterations, threads = tonumber(arg[2] or 40), tonumber(arg[3] or 1)
 autonad.set_num_threads(threads)
 local r = recipe.load(recipe_path)
-local space_mod = require 'autonad.space'
-local space = space_mod.load(r.space)
-for k, v in pairs(r.space_overrides or {}) do -- the recipes override decoder fields only
-    if type(v) == 'table' then for k2, v2 in pairs(v) do space[k][k2] = v2 end else space[k] = v end
-end
-space = space_mod.check(space)
-local classes = r.task == 'segmentation' and 4 or 6
+local space = context.space_of(r)
+local classes = r.task == 'segmentation' and 4 or 6 -- NEU-Seg's and NEU-CLS's counts (no data read)
 local net = Supernet.new(space, { in_channels = r.data.channels, classes = classes,
     head = r.task == 'segmentation' and 'seg' or 'cls', seed = r.seed })
 net:set_training(true)
@@ -65,26 +62,15 @@ do
     local p, g = targets:data(), autonad.rng(2)
     for i = 0, targets:numel() - 1 do p[i] = math.floor(g:random() * classes) end
 end
-local P = net:params()
-local entries = P.list
 local values, grads = {}, {}
-for i, e in ipairs(entries) do values[i], grads[i] = e.value, e.grad end
+for i, e in ipairs(net:params().list) do values[i], grads[i] = e.value, e.grad end
 local opt = optim.AdamW(values, grads, { lr = r.supernet.lr, weight_decay = r.supernet.weight_decay })
 local sampler = autonad.rng(r.seed + 1)
 local log = {}
 
 local function iteration(it)
     local a = arch.sample(space, sampler)
-    net:set_arch(a)
-    local t0 = now_ms()
-    local logits = net:forward(images)
-    local fwd_ms = now_ms() - t0
-    local loss = net:loss(logits, targets)
-    net:backward(net.dlogits)
-    local slices = {}
-    for i, e in ipairs(entries) do if e.view then slices[i] = e.view end end
-    opt:step(slices)
-    P:zero_grad()
+    local loss, fwd_ms = train_supernet.step(net, opt, a, images, targets)
     log[(it - 1) % 16 + 1] = json.encode({ iter = it, epoch = 1, arch = a, forward_ms = fwd_ms,
         loss = loss, lr = opt.lr, batch = B })
 end

@@ -35,18 +35,24 @@ local function deep_merge(dst, src)
     return dst
 end
 
+--- The checked search space of a recipe: its space (a name, a path or a table) with its
+--- space_overrides merged in.
+function M.space_of(recipe)
+    local s = recipe.space
+    if type(s) == 'string' then s = space_mod.load(s)
+    elseif type(s) == 'table' then s = json.decode(json.encode(s))
+    else error('autonad: recipe: space must be a name, a path or a table', 0) end
+    if recipe.space_overrides then deep_merge(s, recipe.space_overrides) end
+    return space_mod.check(s)
+end
+
 --- A context for a checked recipe. opts.quiet silences progress lines.
 function M.new(recipe, opts)
     opts = opts or {}
     local self = setmetatable({ recipe = recipe, quiet = opts.quiet, dir = recipe.output }, Context)
     mkdir_p(self.dir)
     autonad.set_num_threads(recipe.threads)
-    local s = recipe.space
-    if type(s) == 'string' then s = space_mod.load(s)
-    elseif type(s) == 'table' then s = json.decode(json.encode(s))
-    else error('autonad: recipe: space must be a name, a path or a table', 0) end
-    if recipe.space_overrides then deep_merge(s, recipe.space_overrides) end
-    self.space = space_mod.check(s)
+    self.space = M.space_of(recipe)
     -- recipe.json is the recipe the run was created with; every later invocation (which may
     -- --set other values, e.g. threads for a latency measurement) is appended to recipes.jsonl
     if not exists(self:path('recipe.json')) then json.write(self:path('recipe.json'), recipe) end

@@ -40,6 +40,25 @@ local function file_size(path)
     return n
 end
 
+--- One single-path step on subnet a: forward (timed), loss, backward, and opt stepping exactly
+--- a's views of the shared weights. A loss that is NaN or infinite is returned before the
+--- backward, with nothing stepped. Returns loss, forward ms.
+function M.step(net, opt, a, images, targets)
+    net:set_arch(a)
+    local t0 = progress.now()
+    local logits = net:forward(images)
+    local fwd_ms = (progress.now() - t0) * 1000
+    local loss = net:loss(logits, targets)
+    if loss ~= loss or loss == math.huge then return loss, fwd_ms end
+    net:backward(net.dlogits)
+    local P = net:params()
+    local slices = {}
+    for i, e in ipairs(P.list) do if e.view then slices[i] = e.view end end
+    opt:step(slices)
+    P:zero_grad()
+    return loss, fwd_ms
+end
+
 --- Trains the supernet of ctx. opts.fresh ignores an existing checkpoint; opts.stop_after_epoch
 --- stops early (tests of resume). Returns a summary table (also written to supernet.json).
 function M.run(ctx, opts)
@@ -94,23 +113,13 @@ function M.run(ctx, opts)
             else archs = { arch.sample(space, sampler) } end
             opt.lr = sched.lr(it)
             for _, a in ipairs(archs) do
-                net:set_arch(a)
-                local t0 = progress.now()
-                local logits = net:forward(images)
-                local fwd_ms = (progress.now() - t0) * 1000
-                local loss = net:loss(logits, targets)
+                local loss, fwd_ms = M.step(net, opt, a, images, targets)
                 if loss ~= loss or loss == math.huge then
                     log:close()
                     error(string.format('autonad: the supernet loss became %s at iteration %d (epoch %d); ' ..
                         'the last good state is the checkpoint %s (lower supernet.lr?)', tostring(loss),
                         it + 1, epoch, ctx:path(CKPT)), 0)
                 end
-                net:backward(net.dlogits)
-                -- step exactly this subnet's views of the shared weights
-                local slices = {}
-                for i, e in ipairs(entries) do if e.view then slices[i] = e.view end end
-                opt:step(slices)
-                P:zero_grad()
                 log:write(json.encode({ iter = it + 1, epoch = epoch, arch = a, forward_ms = fwd_ms,
                     loss = loss, lr = opt.lr, batch = images:size(1) }), '\n')
                 loss_sum, n = loss_sum + loss, n + 1

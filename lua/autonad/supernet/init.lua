@@ -76,6 +76,7 @@ function Supernet:set_training(on)
     self.training = on
     for _, st in ipairs(self.stages) do st:set_training(on) end
 end
+
 --- Selects the subnet a (validated against the space; errors name the gene).
 function Supernet:set_arch(a)
     arch_mod.validate(self.space, a)

@@ -73,7 +73,6 @@ function Mfam:bind(grad_enabled, inf, grad)
     take(self.seg1_gn, grad, GN_GRAD)
     take(self.seg1, grad, { dx = 'A' })
     take(self.fuse_gn, grad, GN_GRAD)
-    take(self.fuse, grad, { dx = 'W' })
     take(self.ppm_out_gn, grad, GN_GRAD)
     take(self.ppm_out, grad, { dx = 'W' })
     -- the fuse's input gradient, part 1 in A (free once fuse_gn has read it), the others in W
@@ -92,7 +91,8 @@ function Mfam:bind(grad_enabled, inf, grad)
         take(self.ppm[i], grad, SLOT_GRAD)
         self.dg[i], self.dpool[i] = grad:get('G' .. i), grad:get('P')
     end
-    -- activations
+    -- activations; fu (the upsampled top) is read by its add only: a temporary in both modes
+    for s = 1, S - 1 do self.fu[s] = inf:get('fu') end
     if grad_enabled then
         local own = self.own
         local function keep(prefix, layer) buffers.bind(layer, own, nil, prefix .. '.') end
@@ -103,8 +103,7 @@ function Mfam:bind(grad_enabled, inf, grad)
         for s = 1, S - 1 do
             keep('out' .. s, self.out[s]); keep('out_gn' .. s, self.out_gn[s])
             keep('lateral' .. s, self.lateral[s]); keep('lateral_gn' .. s, self.lateral_gn[s])
-            -- fu (the upsampled top) is read by its add only: a temporary even here
-            self.fsum[s], self.fu[s] = own:get('fsum' .. s), inf:get('fu')
+            self.fsum[s] = own:get('fsum' .. s)
         end
         for i = 1, 4 do
             keep('ppm' .. i, self.ppm[i]); keep('ppm_gn' .. i, self.ppm_gn[i])
@@ -125,7 +124,7 @@ function Mfam:bind(grad_enabled, inf, grad)
     for s = 1, S - 1 do
         take(self.lateral[s], inf, slot('l1'))
         take(self.lateral_gn[s], inf, gn('l2'))
-        self.fu[s], self.fsum[s] = inf:get('fu'), inf:get('fsum')
+        self.fsum[s] = inf:get('fsum')
         take(self.out[s], inf, slot('l1'))
         take(self.out_gn[s], inf, gn('o' .. s))
     end
