@@ -36,6 +36,37 @@ void nad_free_aligned(void *p);
    that apply GELU to their output while it is in cache (activation.c). */
 void nad_gelu_span(const float *x, float *y, int64_t n);
 
+/* Row-major products with the bias in the same pass (gemm.c): C[m,n] = A[m,k] op(B) + bias
+   (+ C when accumulate), op(B) = B^T for B [n,k] (nt) or B for B [k,n] (nn); the last dims
+   have unit stride, bias (n floats, bias_stride apart) may be NULL. Never fails: shapes or
+   CPUs the AVX-512 small-N kernel does not cover, or a failed panel allocation, go to
+   cblas_sgemm. */
+void nad_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                 int64_t ldb, const float *bias, int64_t bias_stride, bool accumulate, float *c,
+                 int64_t ldc);
+void nad_gemm_nn(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                 int64_t ldb, const float *bias, int64_t bias_stride, bool accumulate, float *c,
+                 int64_t ldc);
+
+/* The AVX-512 kernel's packed B operand (gemm.c): p[kk][j] = B(kk, j), k rows, n columns
+   zero-padded to ldp (a multiple of 16), then the padded bias (or bias = NULL). It lives in
+   the packing thread's buffer until that thread packs again. */
+typedef struct nad_panel {
+    const float *p, *bias;
+    int64_t k, n, ldp;
+} nad_panel;
+/* Whether the kernel runs here: AVX-512, and AUTONAD_GEMM is not "blas" */
+bool nad_panel_available(void);
+/* Packs B ([n,k] with b_trans, else [k,n]) and the bias; false, packing nothing, where the
+   kernel does not apply: no AVX-512, AUTONAD_GEMM=blas, more than max_floats, no memory. */
+bool nad_panel_pack(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const float *b,
+                    int64_t ldb, const float *bias, int64_t bias_stride, int64_t max_floats);
+/* C[rows, n] = A op(B) + bias (+ C when accumulate), in the calling thread, where row i of A is
+   nseg segments of k / nseg floats, segment s at a + i * lda + off[s]: one segment (off = {0})
+   for a plain matrix, one per tap for a convolution read straight from its (padded) input. */
+void nad_panel_rows(const nad_panel *pn, int64_t rows, const float *a, int64_t lda, int nseg,
+                    const int64_t *off, bool accumulate, float *c, int64_t ldc);
+
 /* Scratch of at least bytes from ws, 64-byte aligned; NULL (with an error set) on failure.
    Only one request is live at a time: take one block and carve it. */
 void *nad_workspace_get(nad_workspace *ws, size_t bytes);

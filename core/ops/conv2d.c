@@ -218,17 +218,6 @@ static void col2im_add(const geom *g, const float *cols, int64_t q0, int64_t q1,
     }
 }
 
-/* y[r][:] += bias for rows [r0, r1) */
-static void add_bias(const float *bias, int64_t co, int64_t r0, int64_t r1, float *y)
-{
-    #pragma omp parallel for schedule(static) if ((r1 - r0) * co > 65536)
-    for (int64_t r = r0; r < r1; r++) {
-        float *yr = y + r * co;
-        #pragma omp simd
-        for (int64_t c = 0; c < co; c++) yr[c] += bias[c];
-    }
-}
-
 /* db += column sums of dy[rows][co]: fixed parts summed in order (deterministic for any
    thread count); part holds nparts*co floats of scratch. */
 static void add_colsum(const float *dy, int64_t rows, int64_t co, int64_t nparts, float *part,
@@ -367,6 +356,58 @@ gr_dw_row(const geom *g, const float *xg, const float *dy, int64_t ho, float *a)
     }
 }
 
+/* ---- the GEMM path without im2col ----
+   With the AVX-512 kernel (gemm.c) an output row (n, ho) is one product of Wo rows read
+   straight from the input: image n is copied once into a zero-padded [Hp][Wp][Ci] buffer, and
+   row wo's K K Ci inner elements are K K segments of Ci, tap (kh, kw) at
+   xp + ((ho s + kh d) Wp + wo s + kw d) Ci. This saves im2col's K K-fold copy of the input
+   and its memory traffic. Groups == 1 only; thin inputs (few channels: short segments) and
+   panels over IMPLICIT_PANEL_MAX floats keep im2col. */
+enum { IMPLICIT_MIN_CI = 16, IMPLICIT_PANEL_MAX = 1 << 21 };
+
+static bool implicit_ok(const geom *g)
+{
+    return g->path == PATH_GEMM && g->g == 1 && g->ci >= IMPLICIT_MIN_CI && g->kk <= 64 &&
+           (g->kcg + 1) * ((g->co + 15) / 16 * 16) <= IMPLICIT_PANEL_MAX && nad_panel_available();
+}
+
+/* floats of the padded image (0 when pad == 0: the input is read in place) */
+static int64_t padded_floats(const geom *g)
+{
+    return g->pad ? (g->h + 2 * g->pad) * (g->w + 2 * g->pad) * g->ci : 0;
+}
+
+static void implicit_forward(const geom *g, const nad_panel *pn, const float *xd, float *xp,
+                             float *yd)
+{
+    const int64_t pad = g->pad, wp = g->w + 2 * pad, hp = g->h + 2 * pad, ci = g->ci;
+    int64_t off[64]; /* K K <= 64 taps: implicit_ok */
+    for (int64_t kh = 0; kh < g->k; kh++)
+        for (int64_t kw = 0; kw < g->k; kw++) off[kh * g->k + kw] = (kh * g->d * wp + kw * g->d) * ci;
+    for (int64_t n = 0; n < g->n; n++) {
+        const float *xn = xd + n * g->h * g->w * ci, *src = xn;
+        if (pad) {
+            src = xp;
+            #pragma omp parallel for schedule(static) if (hp * wp * ci > 65536)
+            for (int64_t r = 0; r < hp; r++) {
+                float *row = xp + r * wp * ci;
+                if (r < pad || r >= pad + g->h) {
+                    memset(row, 0, (size_t)(wp * ci) * sizeof(float));
+                    continue;
+                }
+                memset(row, 0, (size_t)(pad * ci) * sizeof(float));
+                memcpy(row + pad * ci, xn + (r - pad) * g->w * ci, (size_t)(g->w * ci) * sizeof(float));
+                memset(row + (pad + g->w) * ci, 0, (size_t)(pad * ci) * sizeof(float));
+            }
+        }
+        float *yn = yd + n * g->ho * g->wo * g->co;
+        #pragma omp parallel for schedule(static) if (g->ho * g->wo * g->kcg * g->co > 65536)
+        for (int64_t ho = 0; ho < g->ho; ho++)
+            nad_panel_rows(pn, g->wo, src + ho * g->s * wp * ci, g->s * ci, (int)g->kk, off, false,
+                           yn + ho * g->wo * g->co, g->co);
+    }
+}
+
 /* ---- forward ---- */
 
 /* y = conv(x, w) + b, and with act: act = GELU(y). The depthwise path applies GELU to each
@@ -395,7 +436,9 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     else if (g.path == PATH_GROUPED) o_w = carve(&used, g.kk * g.cig * g.co);
     else if (!ldw) o_w = carve(&used, g.co * g.kcg);
     o_b = carve(&used, g.co);
-    if (g.path == PATH_GEMM) o_cols = carve(&used, g.chunk * g.wo * g.kk * g.ci);
+    bool implicit = implicit_ok(&g);
+    if (implicit) o_cols = carve(&used, padded_floats(&g));
+    else if (g.path == PATH_GEMM) o_cols = carve(&used, g.chunk * g.wo * g.kk * g.ci);
     if (g.path == PATH_GROUPED) o_cols = carve(&used, g.h * g.w * g.cig * g.co);
     float *base = nad_workspace_get(ws, used * sizeof(float));
     if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
@@ -443,10 +486,15 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     if (g.path == PATH_1X1) {
         /* y_g[rows, Cog] = x_g[rows, Cig] w_g[Cog, Cig]^T, x read in place (lda = Ci) */
         for (int64_t gr = 0; gr < g.g; gr++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.rows, (int)g.cog,
-                        (int)g.cig, 1.0f, xd + gr * g.cig, (int)g.ci, wd + gr * g.cog * ldw,
-                        (int)ldw, 0.0f, yd + gr * g.cog, (int)g.co);
-        if (bias) add_bias(bias, g.co, 0, g.rows, yd);
+            nad_gemm_nt(g.rows, g.cog, g.cig, xd + gr * g.cig, g.ci, wd + gr * g.cog * ldw, ldw,
+                        bias ? bias + gr * g.cog : NULL, 1, false, yd + gr * g.cog, g.co);
+        return act ? nad_gelu_forward(out, act) : 0;
+    }
+    if (implicit) {
+        nad_panel pn;
+        if (!nad_panel_pack(&pn, true, g.co, g.kcg, wd, ldw, bias, 1, IMPLICIT_PANEL_MAX))
+            return nad_fail(NAD_ENOMEM, "%s: out of memory for the packed weights", fn);
+        implicit_forward(&g, &pn, xd, base + o_cols, yd);
         return act ? nad_gelu_forward(out, act) : 0;
     }
     /* y_g[R, Cog] = cols_g[R, K K Cig] w_g[Cog, K K Cig]^T per chunk of R output pixels */
@@ -457,10 +505,9 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
         int64_t r0 = q0 * g.wo, nr = (q1 - q0) * g.wo;
         im2col(&g, xd, q0, q1, cols);
         for (int64_t gr = 0; gr < g.g; gr++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)g.cog,
-                        (int)g.kcg, 1.0f, cols + gr * g.kcg, (int)ldc, wd + gr * g.cog * ldw,
-                        (int)ldw, 0.0f, yd + r0 * g.co + gr * g.cog, (int)g.co);
-        if (bias) add_bias(bias, g.co, r0, r0 + nr, yd);
+            nad_gemm_nt(nr, g.cog, g.kcg, cols + gr * g.kcg, ldc, wd + gr * g.cog * ldw, ldw,
+                        bias ? bias + gr * g.cog : NULL, 1, false, yd + r0 * g.co + gr * g.cog,
+                        g.co);
     }
     return act ? nad_gelu_forward(out, act) : 0;
 }
@@ -639,9 +686,8 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
                             (int)g.rows, 1.0f, dyd + gr * g.cog, (int)g.co, xd + gr * g.cig,
                             (int)g.ci, 1.0f, dwp + gr * g.cog * lddw, (int)lddw);
             if (dx)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.rows, (int)g.cig,
-                            (int)g.cog, 1.0f, dyd + gr * g.cog, (int)g.co, wd + gr * g.cog * ldw,
-                            (int)ldw, 0.0f, dxd + gr * g.cig, (int)g.ci);
+                nad_gemm_nn(g.rows, g.cig, g.cog, dyd + gr * g.cog, g.co, wd + gr * g.cog * ldw,
+                            ldw, NULL, 0, false, dxd + gr * g.cig, g.ci);
         }
     } else if (dx || dw) {
         float *cols = base + o_cols;
@@ -664,10 +710,8 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
             }
             if (dx) {
                 for (int64_t gr = 0; gr < g.g; gr++)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)g.kcg,
-                                (int)g.cog, 1.0f, dyc + gr * g.cog, (int)g.co,
-                                wd + gr * g.cog * ldw, (int)ldw, 0.0f, cols + gr * g.kcg,
-                                (int)ldc);
+                    nad_gemm_nn(nr, g.kcg, g.cog, dyc + gr * g.cog, g.co, wd + gr * g.cog * ldw,
+                                ldw, NULL, 0, false, cols + gr * g.kcg, ldc);
                 col2im_add(&g, cols, q0, q1, dxd);
             }
         }

@@ -88,23 +88,8 @@ int nad_linear_forward(const nad_tensor *x, const nad_tensor *w, const nad_tenso
     if (rows == 0 || out == 0) return 0;
     const float *bd = b ? nad_data(b) : NULL;
     int64_t bs = b ? b->stride[0] : 0;
-    if (xm.cols == 0) { /* no features: y = b (or 0) */
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t o = 0; o < out; o++) yd[r * out + o] = bd ? bd[o * bs] : 0.0f;
-        return 0;
-    }
-    if (!bd) { /* the product straight in with beta = 0: no fill pass */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)xm.cols,
-                    1.0f, xm.p, (int)xm.ld, wm.p, (int)wm.ld, 0.0f, yd, (int)out);
-        return 0;
-    }
-    /* y starts as b, row by row copies of one contiguous bias row (a strided bias is packed
-       into the first row first), and the product accumulates onto it with beta = 1 */
-    for (int64_t o = 0; o < out; o++) yd[o] = bd[o * bs];
-    #pragma omp parallel for schedule(static) if (rows * out > 262144)
-    for (int64_t r = 1; r < rows; r++) memcpy(yd + r * out, yd, (size_t)out * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)xm.cols,
-                1.0f, xm.p, (int)xm.ld, wm.p, (int)wm.ld, 1.0f, yd, (int)out);
+    /* y = x w^T with the bias added in the same pass (xm.cols == 0 gives y = b, or 0) */
+    nad_gemm_nt(rows, out, xm.cols, xm.p, xm.ld, wm.p, wm.ld, bd, bs, false, yd, out);
     return 0;
 }
 
@@ -157,11 +142,7 @@ int nad_linear_backward(const nad_tensor *x, const nad_tensor *w, const nad_tens
     int64_t rows = xm.rows;
     if (dx && rows > 0 && in > 0) {
         float *dxd = nad_data(dx);
-        if (out > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)in, (int)out,
-                        1.0f, gm.p, (int)gm.ld, wm.p, (int)wm.ld, 0.0f, dxd, (int)in);
-        else
-            for (int64_t i = 0; i < rows * in; i++) dxd[i] = 0;
+        nad_gemm_nn(rows, in, out, gm.p, gm.ld, wm.p, wm.ld, NULL, 0, false, dxd, in);
     }
     if (dw && rows > 0 && out > 0 && in > 0)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)rows, 1.0f,

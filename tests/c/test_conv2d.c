@@ -89,11 +89,10 @@ static nad_tensor *contiguous_copy(const nad_tensor *t)
     return c;
 }
 
-static void check_forward(const cfg *c, uint64_t seed)
+static void check_forward_ws(const cfg *c, uint64_t seed, nad_workspace *ws)
 {
     nad_rng rng;
     nad_rng_init(&rng, seed);
-    nad_workspace *ws = nad_workspace_new(0);
     nad_tensor *x = tc_rand(&rng, TC_SIZES(c->n, c->h, c->w, c->ci));
     nad_tensor *w = tc_rand(&rng, TC_SIZES(c->co, c->k, c->k, c->ci / c->g));
     nad_tensor *b = c->bias ? tc_rand(&rng, TC_SIZES(c->co)) : NULL;
@@ -110,6 +109,12 @@ static void check_forward(const cfg *c, uint64_t seed)
     nad_tensor_free(b);
     nad_tensor_free(y);
     nad_tensor_free(want);
+}
+
+static void check_forward(const cfg *c, uint64_t seed)
+{
+    nad_workspace *ws = nad_workspace_new(0);
+    check_forward_ws(c, seed, ws);
     nad_workspace_free(ws);
 }
 
@@ -124,6 +129,23 @@ Test(conv2d, forward_matches_loop_3x3_stride_pad_dilation)
         {1, 3, 3, 2, 2, 3, 1, 0, 1, 1, 1}, /* one output pixel */
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_forward(&cs[i], 10 + i);
+}
+
+/* Ci >= 16: the GEMM path reads the padded input in place (no im2col) where AVX-512 is there.
+   One workspace for all: the padded buffer's borders must be zero again for each geometry. */
+Test(conv2d, forward_matches_loop_without_im2col)
+{
+    cfg cs[] = {
+        {2, 9, 11, 16, 20, 3, 1, 1, 1, 1, 1}, /* same-size 3x3, Co not a multiple of 16 */
+        {1, 12, 13, 17, 8, 5, 1, 2, 1, 1, 1}, /* 5x5, pad 2 */
+        {1, 10, 9, 24, 33, 3, 2, 1, 1, 1, 0}, /* stride 2, no bias */
+        {1, 11, 10, 16, 64, 3, 1, 2, 2, 1, 1}, /* dilation 2 */
+        {1, 9, 9, 32, 16, 3, 1, 0, 1, 1, 1},  /* no padding: the input read in place */
+        {1, 3, 20, 16, 70, 3, 1, 1, 1, 1, 1}, /* rows of 20 pixels: full and leftover tiles */
+    };
+    nad_workspace *ws = nad_workspace_new(0);
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_forward_ws(&cs[i], 60 + i, ws);
+    nad_workspace_free(ws);
 }
 
 Test(conv2d, forward_matches_loop_groups_and_depthwise)

@@ -1,0 +1,250 @@
+/* gemm.c: C = A B^T or C = A B (row-major), with the bias added in the same pass: the GEMMs of
+   linear and convolution layers. OpenBLAS runs near the machine's limit on large square
+   products but not on the network's typical shape: many rows (pixels x batch), few outputs
+   (N = 32-128) and a short inner dim (K = 32-576). There it packs all of A for every product
+   and reaches 50-80 % of its own 2048^3 speed. The kernel here packs only B (K x N floats, a
+   few KiB to 256 KiB: it stays in L1/L2) and reads A's rows in place, broadcasting one element
+   of each of MR rows against N/16 vectors of B: MR x N/16 accumulators in AVX-512 registers.
+   Each C element is one thread's dot product in a fixed order, so the result does not depend
+   on the thread count. Where AVX-512 is missing or the shape is outside the kernel's range,
+   cblas_sgemm does the work. */
+#include "../internal.h"
+#include <cblas.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <immintrin.h>
+
+/* The packed B panel's size limits (floats): PANEL_SMALL (256 KiB, stays in L2) for any
+   product; up to PANEL_MAX (4 MiB) when there are enough rows to repay the packing. */
+enum { PANEL_SMALL = 1 << 16, PANEL_MAX = 1 << 20, MANY_ROWS = 1024 };
+
+static bool have_avx512(void)
+{
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    return cached;
+}
+
+/* The packed B panel: p[k][j], j padded to a multiple of 16 with zeros. One per thread that
+   calls in (the callers' threads, not the OpenMP workers); grows, never shrinks. */
+static _Thread_local float *panel;
+static _Thread_local size_t panel_floats;
+
+static float *panel_get(size_t floats)
+{
+    if (floats <= panel_floats) return panel;
+    float *p = nad_alloc_zeroed(floats * sizeof(float));
+    if (!p) return NULL;
+    nad_free_aligned(panel);
+    panel = p;
+    panel_floats = floats;
+    return p;
+}
+
+#define TARGET __attribute__((target("avx512f")))
+#define UNROLL _Pragma("GCC unroll 16")
+
+/* One tile: MR rows of C x NV vectors of 16 columns, the whole inner dim. Row i of A is the
+   concatenation of nseg segments of kseg floats, segment s at a + i * lda + off[s] (one
+   segment for a plain matrix; one per tap for a convolution read straight from its input).
+   `p` points at the tile's first packed column, `bias` (padded, may be NULL) likewise. One
+   function per (MR, NV), so that the accumulators are an array of exactly that size, which
+   the compiler keeps in registers. */
+typedef void tile_fn(int nseg, int64_t kseg, const int64_t *off, const float *a, int64_t lda,
+                     const float *p, int64_t ldp, const float *bias, bool accumulate, float *c,
+                     int64_t ldc, __mmask16 last);
+
+#define DEFINE_TILE(MR, NV)                                                                   \
+    TARGET static void tile_##MR##x##NV(int nseg, int64_t kseg, const int64_t *off,          \
+                                        const float *a, int64_t lda, const float *p,           \
+                                        int64_t ldp, const float *bias, bool accumulate,        \
+                                        float *c, int64_t ldc, __mmask16 last)                  \
+    {                                                                                         \
+        __m512 acc[MR][NV];                                                                   \
+        UNROLL for (int j = 0; j < NV; j++) {                                                 \
+            __m512 init = bias ? _mm512_load_ps(bias + 16 * j) : _mm512_setzero_ps();        \
+            UNROLL for (int i = 0; i < MR; i++) acc[i][j] = init;                             \
+        }                                                                                     \
+        for (int s = 0; s < nseg; s++) {                                                      \
+            const float *as = a + off[s], *ps = p + s * kseg * ldp;                            \
+            for (int64_t kk = 0; kk < kseg; kk++) {                                           \
+                __m512 b[NV];                                                                 \
+                UNROLL for (int j = 0; j < NV; j++) b[j] = _mm512_load_ps(ps + kk * ldp + 16 * j); \
+                UNROLL for (int i = 0; i < MR; i++) {                                         \
+                    __m512 av = _mm512_set1_ps(as[i * lda + kk]);                             \
+                    UNROLL for (int j = 0; j < NV; j++)                                       \
+                        acc[i][j] = _mm512_fmadd_ps(av, b[j], acc[i][j]);                     \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+        UNROLL for (int i = 0; i < MR; i++)                                                   \
+            UNROLL for (int j = 0; j < NV; j++) {                                             \
+                __mmask16 m = j == NV - 1 ? last : 0xffff;                                    \
+                float *cij = c + i * ldc + 16 * j;                                            \
+                __m512 v = acc[i][j];                                                         \
+                if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, cij));          \
+                _mm512_mask_storeu_ps(cij, m, v);                                             \
+            }                                                                                 \
+    }
+/* MR up to 6 for 4 vectors, 8 for 3, 12 for 1-2: about 24 accumulators, leaving registers for
+   B and the broadcast A element; the smaller MR finish a run of rows */
+#define TILES_UP_TO_6(NV) DEFINE_TILE(1, NV) DEFINE_TILE(2, NV) DEFINE_TILE(3, NV) \
+    DEFINE_TILE(4, NV) DEFINE_TILE(5, NV) DEFINE_TILE(6, NV)
+TILES_UP_TO_6(1) TILES_UP_TO_6(2) TILES_UP_TO_6(3) TILES_UP_TO_6(4)
+DEFINE_TILE(7, 3) DEFINE_TILE(8, 3)
+DEFINE_TILE(7, 2) DEFINE_TILE(8, 2) DEFINE_TILE(9, 2) DEFINE_TILE(10, 2) DEFINE_TILE(11, 2) DEFINE_TILE(12, 2)
+DEFINE_TILE(7, 1) DEFINE_TILE(8, 1) DEFINE_TILE(9, 1) DEFINE_TILE(10, 1) DEFINE_TILE(11, 1) DEFINE_TILE(12, 1)
+#undef TILES_UP_TO_6
+#undef DEFINE_TILE
+
+enum { MR_MAX = 12 };
+static const int tile_rows[5] = {0, 12, 12, 8, 6}; /* the largest MR per NV */
+#define ROW6(NV) tile_1x##NV, tile_2x##NV, tile_3x##NV, tile_4x##NV, tile_5x##NV, tile_6x##NV
+static tile_fn *const tiles[5][MR_MAX + 1] = {
+    {0},
+    {0, ROW6(1), tile_7x1, tile_8x1, tile_9x1, tile_10x1, tile_11x1, tile_12x1},
+    {0, ROW6(2), tile_7x2, tile_8x2, tile_9x2, tile_10x2, tile_11x2, tile_12x2},
+    {0, ROW6(3), tile_7x3, tile_8x3},
+    {0, ROW6(4)},
+};
+#undef ROW6
+
+/* C[rows, n] for `rows` rows of A (see tile_fn) against a packed panel, in the calling
+   thread: column blocks of 64 (the last narrower and masked), rows in tiles of the largest
+   MR, the leftover rows in one smaller tile. */
+TARGET static void panel_rows(const nad_panel *pn, int64_t rows, const float *a, int64_t lda,
+                              int nseg, const int64_t *off, bool accumulate, float *c,
+                              int64_t ldc)
+{
+    int64_t kseg = pn->k / nseg;
+    for (int64_t c0 = 0; c0 < pn->n; c0 += 64) {
+        int64_t w = pn->n - c0 < 64 ? pn->n - c0 : 64;
+        int nv = (int)((w + 15) / 16), rem = (int)(w - 16 * (nv - 1));
+        __mmask16 last = (__mmask16)(rem == 16 ? 0xffff : (1u << rem) - 1);
+        const float *pb = pn->p + c0, *bb = pn->bias ? pn->bias + c0 : NULL;
+        int mr = tile_rows[nv];
+        for (int64_t r = 0; r < rows; r += mr) {
+            int h = rows - r < mr ? (int)(rows - r) : mr;
+            tiles[nv][h](nseg, kseg, off, a + r * lda, lda, pb, pn->ldp, bb, accumulate,
+                         c + r * ldc + c0, ldc, last);
+        }
+    }
+}
+
+void nad_panel_rows(const nad_panel *pn, int64_t rows, const float *a, int64_t lda, int nseg,
+                    const int64_t *off, bool accumulate, float *c, int64_t ldc)
+{
+    if (rows > 0) panel_rows(pn, rows, a, lda, nseg, off, accumulate, c, ldc);
+}
+
+/* the whole product: threads take blocks of 24 rows (a multiple of every largest MR) */
+static void run(const nad_panel *pn, int64_t m, const float *a, int64_t lda, bool accumulate,
+                float *c, int64_t ldc)
+{
+    enum { ROWS = 24 };
+    static const int64_t zero = 0;
+    int64_t nrb = (m + ROWS - 1) / ROWS;
+    #pragma omp parallel for schedule(static) if (m * pn->n * pn->k > 65536)
+    for (int64_t rb = 0; rb < nrb; rb++) {
+        int64_t r0 = rb * ROWS, nr = m - r0 < ROWS ? m - r0 : ROWS;
+        panel_rows(pn, nr, a + r0 * lda, lda, 1, &zero, accumulate, c + r0 * ldc, ldc);
+    }
+}
+
+/* AUTONAD_GEMM=blas sends every product to cblas_sgemm: for A/B timing in one build. */
+static bool kernel_enabled(void)
+{
+    static int cached = -1;
+    if (cached < 0) {
+        const char *e = getenv("AUTONAD_GEMM");
+        cached = !(e && strcmp(e, "blas") == 0);
+    }
+    return cached;
+}
+
+bool nad_panel_available(void) { return have_avx512() && kernel_enabled(); }
+
+bool nad_panel_pack(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const float *b,
+                    int64_t ldb, const float *bias, int64_t bias_stride, int64_t max_floats)
+{
+    int64_t ldp = (n + 15) / 16 * 16;
+    if (n < 1 || k < 1 || (k + 1) * ldp > max_floats || !nad_panel_available())
+        return false;
+    float *p = panel_get((size_t)((k + 1) * ldp));
+    if (!p) return false;
+    if (b_trans) /* transposed in strips of 16 k: each B row's cache line is read once */
+        for (int64_t k0 = 0; k0 < k; k0 += 16) {
+            int64_t k1 = k0 + 16 < k ? k0 + 16 : k;
+            for (int64_t j = 0; j < n; j++)
+                for (int64_t kk = k0; kk < k1; kk++) p[kk * ldp + j] = b[j * ldb + kk];
+        }
+    else
+        for (int64_t kk = 0; kk < k; kk++) memcpy(p + kk * ldp, b + kk * ldb, (size_t)n * sizeof(float));
+    for (int64_t kk = 0; kk < k; kk++)
+        for (int64_t j = n; j < ldp; j++) p[kk * ldp + j] = 0.0f;
+    float *pb = NULL;
+    if (bias) {
+        pb = p + k * ldp;
+        for (int64_t j = 0; j < n; j++) pb[j] = bias[j * bias_stride];
+        for (int64_t j = n; j < ldp; j++) pb[j] = 0.0f;
+    }
+    *pn = (nad_panel){.p = p, .bias = pb, .k = k, .n = n, .ldp = ldp};
+    return true;
+}
+
+/* the fallback's bias: C rows = bias before a beta = 1 product, or added after one */
+static void add_bias_rows(int64_t m, int64_t n, const float *bias, int64_t bs, bool assign,
+                          float *c, int64_t ldc)
+{
+    #pragma omp parallel for schedule(static) if (m * n > 262144)
+    for (int64_t r = 0; r < m; r++) {
+        float *cr = c + r * ldc;
+        if (assign) for (int64_t j = 0; j < n; j++) cr[j] = bias[j * bs];
+        else for (int64_t j = 0; j < n; j++) cr[j] += bias[j * bs];
+    }
+}
+
+static void gemm(bool b_trans, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                 const float *b, int64_t ldb, const float *bias, int64_t bias_stride,
+                 bool accumulate, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) { /* no inner dim: C = bias (+ C) or 0 (+ C) */
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t j = 0; j < n; j++)
+                c[r * ldc + j] = (accumulate ? c[r * ldc + j] : 0.0f) + (bias ? bias[j * bias_stride] : 0.0f);
+        return;
+    }
+    /* the kernel: at least one full tile of rows, and a panel that stays in L2 (up to 4 MiB
+       when there are enough rows to repay packing it); measured against OpenBLAS 0.3.21 at 1
+       and 2 threads (bench/bench_gemm_layers.c) */
+    nad_panel pn;
+    if (m >= 12 && nad_panel_pack(&pn, b_trans, n, k, b, ldb, bias, bias_stride,
+                                  m >= MANY_ROWS ? PANEL_MAX : PANEL_SMALL)) {
+        run(&pn, m, a, lda, accumulate, c, ldc);
+        return;
+    }
+    if (bias && !accumulate) add_bias_rows(m, n, bias, bias_stride, true, c, ldc);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+                (int)k, 1.0f, a, (int)lda, b, (int)ldb, bias || accumulate ? 1.0f : 0.0f, c,
+                (int)ldc);
+    if (bias && accumulate) add_bias_rows(m, n, bias, bias_stride, false, c, ldc);
+}
+
+void nad_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                 int64_t ldb, const float *bias, int64_t bias_stride, bool accumulate, float *c,
+                 int64_t ldc)
+{
+    gemm(true, m, n, k, a, lda, b, ldb, bias, bias_stride, accumulate, c, ldc);
+}
+
+void nad_gemm_nn(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                 int64_t ldb, const float *bias, int64_t bias_stride, bool accumulate, float *c,
+                 int64_t ldc)
+{
+    gemm(false, m, n, k, a, lda, b, ldb, bias, bias_stride, accumulate, c, ldc);
+}
