@@ -67,6 +67,14 @@ bool nad_panel_pack(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const flo
 void nad_panel_rows(const nad_panel *pn, int64_t rows, const float *a, int64_t lda, int nseg,
                     const int64_t *off, bool accumulate, float *c, int64_t ldc);
 
+/* When a loop is worth a parallel region. Each region wakes the sleeping OpenMP threads
+   (autonad waits passively: lua/autonad/ffi.lua): about 50 us on the 2-core VMs we measure
+   on, so a loop with less than about 100 us of single-thread work runs faster in the calling
+   thread (at batch 1 most of a forward's ~150 regions are that small). Thresholds count
+   NAD_PAR_FLOATS floats of a memory-bound pass (read + written, about 1 MiB), NAD_PAR_FMAS
+   multiply-adds of arithmetic-bound work, or NAD_PAR_TRANSCENDENTAL elements of erf / exp work. */
+enum { NAD_PAR_FLOATS = 1 << 18, NAD_PAR_FMAS = 1 << 22, NAD_PAR_TRANSCENDENTAL = 1 << 16 };
+
 /* Scratch of at least bytes from ws, 64-byte aligned; NULL (with an error set) on failure.
    Only one request is live at a time: take one block and carve it. */
 void *nad_workspace_get(nad_workspace *ws, size_t bytes);

@@ -53,7 +53,7 @@ int nad_acmix_fc_forward(int32_t head_dim, const nad_tensor *q, const nad_tensor
     const float *qd = nad_data(q), *kvd = nad_data(kv), *wd = nad_data(w);
     const float *bd = b ? nad_data(b) : NULL;
     float *fd = nad_data(f);
-    #pragma omp parallel for schedule(static) if (P * maps * d > 100000)
+    #pragma omp parallel for schedule(static) if (P * maps * d > NAD_PAR_FLOATS)
     for (int64_t p = 0; p < P; p++) {
         float acc[KPOS][MAX_HEAD_DIM];
         for (int k = 0; k < KPOS; k++) {
@@ -96,7 +96,7 @@ int nad_acmix_fc_backward(int32_t head_dim, const nad_tensor *q, const nad_tenso
 
     /* dsrc_j[i] = sum_k w[k,j] df[i*9+k] */
     if (dq || dkv) {
-        #pragma omp parallel for schedule(static) if (P * maps * d > 100000)
+        #pragma omp parallel for schedule(static) if (P * maps * d > NAD_PAR_FLOATS)
         for (int64_t p = 0; p < P; p++) {
             const float *gp = g + p * KPOS * d;
             float gt[KPOS][MAX_HEAD_DIM]; /* df transposed so the inner loop runs over i */

@@ -57,7 +57,7 @@ int nad_gelu_forward(const nad_tensor *x, nad_tensor *y)
     const float *xd = nad_data(x);
     float *yd = nad_data(y);
     int64_t n = nad_numel(x);
-    #pragma omp parallel for schedule(static) if (n > 32768)
+    #pragma omp parallel for schedule(static) if (n > NAD_PAR_TRANSCENDENTAL)
     for (int64_t b = 0; b < n; b += BLOCK) gelu_block(xd + b, yd + b, n - b < BLOCK ? n - b : BLOCK);
     return 0;
 }
@@ -70,7 +70,7 @@ int nad_gelu_backward(const nad_tensor *x, const nad_tensor *dy, nad_tensor *dx)
     const float *xd = nad_data(x), *g = nad_data(dy);
     float *o = nad_data(dx);
     int64_t n = nad_numel(x);
-    #pragma omp parallel for schedule(static) if (n > 32768)
+    #pragma omp parallel for schedule(static) if (n > NAD_PAR_TRANSCENDENTAL)
     for (int64_t b = 0; b < n; b += BLOCK)
         gelu_grad_block(xd + b, g + b, o + b, n - b < BLOCK ? n - b : BLOCK);
     return 0;
@@ -103,7 +103,7 @@ int nad_relu_forward(const nad_tensor *x, nad_tensor *y)
     const float *xd = nad_data(x);
     float *yd = nad_data(y);
     int64_t n = nad_numel(x);
-    #pragma omp parallel for schedule(static) if (n > 65536)
+    #pragma omp parallel for schedule(static) if (n > NAD_PAR_FLOATS)
     for (int64_t b = 0; b < n; b += BLOCK) relu_block(xd + b, yd + b, n - b < BLOCK ? n - b : BLOCK);
     return 0;
 }
@@ -116,7 +116,7 @@ int nad_relu_backward(const nad_tensor *x, const nad_tensor *dy, nad_tensor *dx)
     const float *xd = nad_data(x), *g = nad_data(dy);
     float *o = nad_data(dx);
     int64_t n = nad_numel(x);
-    #pragma omp parallel for schedule(static) if (n > 65536)
+    #pragma omp parallel for schedule(static) if (n > NAD_PAR_FLOATS)
     for (int64_t b = 0; b < n; b += BLOCK)
         relu_grad_block(xd + b, g + b, o + b, n - b < BLOCK ? n - b : BLOCK);
     return 0;

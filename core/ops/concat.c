@@ -2,7 +2,7 @@
    strided views. Used by the PPM and the fuse stage of the decoder and by the conv mixer. */
 #include "../internal.h"
 
-enum { PAR_MIN = 32768 };
+enum { PAR_MIN = NAD_PAR_FLOATS };
 
 /* dst = src (same shape, any strides), rows split between threads. */
 static void copy_view(const nad_tensor *dst, const nad_tensor *src)

@@ -103,7 +103,7 @@ static int64_t row_ld(const nad_tensor *w, const geom *g)
 static void pack_rows(const geom *g, const nad_tensor *w, float *dst)
 {
     const float *src = nad_data(w);
-    #pragma omp parallel for schedule(static) if (g->co * g->kcg > 65536)
+    #pragma omp parallel for schedule(static) if (g->co * g->kcg > NAD_PAR_FLOATS)
     for (int64_t o = 0; o < g->co; o++)
         for (int64_t kh = 0; kh < g->k; kh++)
             for (int64_t kw = 0; kw < g->k; kw++)
@@ -139,7 +139,7 @@ static size_t carve(size_t *used, int64_t floats)
 static void im2col(const geom *g, const float *x, int64_t q0, int64_t q1, float *cols)
 {
     const int64_t rowlen = g->g * g->kcg, ci = g->ci;
-    #pragma omp parallel for schedule(static) if ((q1 - q0) * g->wo * rowlen > 32768)
+    #pragma omp parallel for schedule(static) if ((q1 - q0) * g->wo * rowlen > NAD_PAR_FLOATS)
     for (int64_t q = q0; q < q1; q++) {
         int64_t n = q / g->ho, ho = q % g->ho;
         const float *xn = x + n * g->h * g->w * ci;
@@ -190,7 +190,7 @@ static void col2im_add(const geom *g, const float *cols, int64_t q0, int64_t q1,
 {
     const int64_t rowlen = g->g * g->kcg, ci = g->ci;
     int64_t p0 = (q0 / g->ho) * g->h, p1 = ((q1 - 1) / g->ho + 1) * g->h;
-    #pragma omp parallel for schedule(static) if ((q1 - q0) * g->wo * rowlen > 32768)
+    #pragma omp parallel for schedule(static) if ((q1 - q0) * g->wo * rowlen > NAD_PAR_FLOATS)
     for (int64_t p = p0; p < p1; p++) {
         int64_t n = p / g->h, hi = p % g->h;
         float *dxr = dx + p * g->w * ci;
@@ -223,7 +223,7 @@ static void col2im_add(const geom *g, const float *cols, int64_t q0, int64_t q1,
 static void add_colsum(const float *dy, int64_t rows, int64_t co, int64_t nparts, float *part,
                        nad_tensor *db)
 {
-    #pragma omp parallel for schedule(static) if (rows * co > 65536)
+    #pragma omp parallel for schedule(static) if (rows * co > NAD_PAR_FLOATS)
     for (int64_t t = 0; t < nparts; t++) {
         float *acc = part + t * co;
         memset(acc, 0, (size_t)co * sizeof(float));
@@ -251,7 +251,7 @@ static void add_colsum(const float *dy, int64_t rows, int64_t co, int64_t nparts
 static void gather_image(const geom *g, const float *xn, float *xg)
 {
     const int64_t cg = g->cig * g->co;
-    #pragma omp parallel for schedule(static) if (g->h * g->w * cg > 32768)
+    #pragma omp parallel for schedule(static) if (g->h * g->w * cg > NAD_PAR_FLOATS)
     for (int64_t pix = 0; pix < g->h * g->w; pix++) {
         const float *src = xn + pix * g->ci;
         float *dst = xg + pix * cg;
@@ -388,7 +388,7 @@ static void implicit_forward(const geom *g, const nad_panel *pn, const float *xd
         const float *xn = xd + n * g->h * g->w * ci, *src = xn;
         if (pad) {
             src = xp;
-            #pragma omp parallel for schedule(static) if (hp * wp * ci > 65536)
+            #pragma omp parallel for schedule(static) if (hp * wp * ci > NAD_PAR_FLOATS)
             for (int64_t r = 0; r < hp; r++) {
                 float *row = xp + r * wp * ci;
                 if (r < pad || r >= pad + g->h) {
@@ -401,7 +401,7 @@ static void implicit_forward(const geom *g, const nad_panel *pn, const float *xd
             }
         }
         float *yn = yd + n * g->ho * g->wo * g->co;
-        #pragma omp parallel for schedule(static) if (g->ho * g->wo * g->kcg * g->co > 65536)
+        #pragma omp parallel for schedule(static) if (g->ho * g->wo * g->kcg * g->co > NAD_PAR_FMAS)
         for (int64_t ho = 0; ho < g->ho; ho++)
             nad_panel_rows(pn, g->wo, src + ho * g->s * wp * ci, g->s * ci, (int)g->kk, off, false,
                            yn + ho * g->wo * g->co, g->co);
@@ -460,7 +460,7 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
         float *wt = base + o_w;
         nad_dw_pack_taps(&g, w, wt);
         const int64_t row = g.wo * g.co;
-        #pragma omp parallel for schedule(static) if (g.rows * g.kk * g.ci > 32768)
+        #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
         for (int64_t q = 0; q < g.n * g.ho; q++) {
             nad_dw_forward_row(&g, xd, wt, bias, q, yd);
             if (ad) nad_gelu_span(yd + q * row, ad + q * row, row);
@@ -473,7 +473,7 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
         for (int64_t n = 0; n < g.n; n++) {
             gather_image(&g, xd + n * g.h * g.w * g.ci, xg);
             float *yn = yd + n * g.ho * g.wo * g.co;
-            #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * g.cig * g.co > 32768)
+            #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * g.cig * g.co > NAD_PAR_FMAS / 4)
             for (int64_t ho = 0; ho < g.ho; ho++) gr_forward_row(&g, xg, wg, bias, ho, yn);
         }
         return act ? nad_gelu_forward(out, act) : 0;
@@ -589,13 +589,13 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         if (dx) {
             float *wt = base + o_w;
             nad_dw_pack_taps(&g, w, wt);
-            #pragma omp parallel for schedule(static) if (g.rows * g.kk * g.ci > 32768)
+            #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
             for (int64_t pr = 0; pr < g.n * g.h; pr++) nad_dw_dx_row(&g, dyd, wt, pr, dxd);
         }
         if (dw || db) {
             float *pw = dw ? base + o_dw : NULL, *pb = db ? base + o_db : NULL;
             const int64_t nq = g.n * g.ho;
-            #pragma omp parallel for schedule(static) if (g.rows * g.kk * g.ci > 32768)
+            #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
             for (int64_t t = 0; t < nparts; t++) {
                 float *a = pw ? pw + t * g.kk * g.co : NULL, *s = pb ? pb + t * g.co : NULL;
                 if (a) memset(a, 0, (size_t)(g.kk * g.co) * sizeof(float));
@@ -632,7 +632,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
             for (int64_t n = 0; n < g.n; n++) {
                 const float *dyn = dyd + n * g.ho * g.wo * g.co;
                 float *dxn = dxd + n * img * g.ci;
-                #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > 32768)
+                #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > NAD_PAR_FMAS / 4)
                 for (int64_t hi = 0; hi < g.h; hi++)
                     gr_dx_row(&g, dyn, wg, hi, tmp + omp_get_thread_num() * cg, dxn);
             }
@@ -643,7 +643,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
             for (int64_t n = 0; n < g.n; n++) {
                 gather_image(&g, xd + n * img * g.ci, xg);
                 const float *dyn = dyd + n * g.ho * g.wo * g.co;
-                #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > 32768)
+                #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > NAD_PAR_FMAS / 4)
                 for (int64_t t = 0; t < nparts; t++)
                     for (int64_t ho = g.ho * t / nparts; ho < g.ho * (t + 1) / nparts; ho++)
                         gr_dw_row(&g, xg, dyn, ho, pw + t * g.kk * cg);
@@ -694,7 +694,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         const int64_t ldc = g.g * g.kcg, nq = g.n * g.ho;
         if (dx) {
             int64_t n = nad_numel(dx);
-            #pragma omp parallel for schedule(static) if (n > 65536)
+            #pragma omp parallel for schedule(static) if (n > NAD_PAR_FLOATS)
             for (int64_t i = 0; i < n; i++) dxd[i] = 0;
         }
         for (int64_t q0 = 0; q0 < nq; q0 += g.chunk) {

@@ -6,7 +6,7 @@
 
 /* The loss is summed in a fixed number of blocks, combined in order: the same bits whatever
    the thread count. */
-enum { BLOCKS = 64, PAR_MIN = 16384 };
+enum { BLOCKS = 64, PAR_MIN = NAD_PAR_TRANSCENDENTAL };
 
 /* Checks shapes and every label; *counted = rows whose label is not ignore_label. */
 static int check_ce(const char *fn, int32_t ignore_label, const nad_tensor *logits,

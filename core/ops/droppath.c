@@ -2,7 +2,7 @@
    backward. Used on the residual branches of the encoder blocks (nn.DropPath). */
 #include "../internal.h"
 
-enum { PAR_MIN = 32768 };
+enum { PAR_MIN = NAD_PAR_FLOATS };
 
 /* y[n] = x[n] * mask[n] over contiguous rows of `per` elements; y may be x */
 static void apply_mask(const float *mask, const float *x, int64_t N, int64_t per, float *y)

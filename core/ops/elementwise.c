@@ -3,7 +3,7 @@
    attention weights and the FPN's top-down sums. */
 #include "../internal.h"
 
-enum { PAR_MIN = 32768, COL_CHUNK = 256 };
+enum { PAR_MIN = NAD_PAR_FLOATS, COL_CHUNK = 256 };
 
 /* b's strides seen from a's shape: a broadcast dim (b size 1, a size > 1) gets stride 0.
    Fails when b's shape does not broadcast to a's. */

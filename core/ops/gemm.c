@@ -148,7 +148,7 @@ static void run(const nad_panel *pn, int64_t m, const float *a, int64_t lda, boo
     enum { ROWS = 24 };
     static const int64_t zero = 0;
     int64_t nrb = (m + ROWS - 1) / ROWS;
-    #pragma omp parallel for schedule(static) if (m * pn->n * pn->k > 65536)
+    #pragma omp parallel for schedule(static) if (m * pn->n * pn->k > NAD_PAR_FMAS)
     for (int64_t rb = 0; rb < nrb; rb++) {
         int64_t r0 = rb * ROWS, nr = m - r0 < ROWS ? m - r0 : ROWS;
         panel_rows(pn, nr, a + r0 * lda, lda, 1, &zero, accumulate, c + r0 * ldc, ldc);
@@ -200,7 +200,7 @@ bool nad_panel_pack(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const flo
 static void add_bias_rows(int64_t m, int64_t n, const float *bias, int64_t bs, bool assign,
                           float *c, int64_t ldc)
 {
-    #pragma omp parallel for schedule(static) if (m * n > 262144)
+    #pragma omp parallel for schedule(static) if (m * n > NAD_PAR_FLOATS)
     for (int64_t r = 0; r < m; r++) {
         float *cr = c + r * ldc;
         if (assign) for (int64_t j = 0; j < n; j++) cr[j] = bias[j * bs];

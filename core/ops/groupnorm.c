@@ -163,7 +163,7 @@ int nad_groupnorm_forward(int32_t groups, float eps, const nad_tensor *x, const 
     int64_t gs = gamma->stride[0], bs = beta->stride[0];
     double count = (double)p * (double)cg;
     int64_t gpb = cg <= CB ? CB / cg : 1, tasks = n * ((groups + gpb - 1) / gpb);
-    #pragma omp parallel for schedule(static) if (n * p * c > 32768)
+    #pragma omp parallel for schedule(static) if (n * p * c > NAD_PAR_FLOATS / 2)
     for (int64_t q = 0; q < tasks; q++) {
         gn_block k = block_of(q, groups, cg);
         const float *xs = xd + k.s * p * c;
@@ -223,7 +223,7 @@ int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor
     float *dg = dgamma ? nad_data(dgamma) : NULL, *db = dbeta ? nad_data(dbeta) : NULL;
     int64_t dgs = dgamma ? dgamma->stride[0] : 0, dbs = dbeta ? dbeta->stride[0] : 0;
     int64_t nblk = dgamma || dbeta ? (c + BLOCK - 1) / BLOCK : 0;
-    #pragma omp parallel for schedule(static) if (n * p * c > 32768)
+    #pragma omp parallel for schedule(static) if (n * p * c > NAD_PAR_FLOATS / 2)
     for (int64_t blk = 0; blk < nblk; blk++) {
         int64_t c0 = blk * BLOCK, nc = c - c0 < BLOCK ? c - c0 : BLOCK;
         double ag[BLOCK] = {0}, ab[BLOCK] = {0};
@@ -251,7 +251,7 @@ int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor
     float *o = nad_data(dx);
     double count = (double)p * (double)cg;
     int64_t gpb = cg <= CB ? CB / cg : 1, tasks = n * ((groups + gpb - 1) / gpb);
-    #pragma omp parallel for schedule(static) if (n * p * c > 32768)
+    #pragma omp parallel for schedule(static) if (n * p * c > NAD_PAR_FLOATS / 2)
     for (int64_t q = 0; q < tasks; q++) {
         gn_block k = block_of(q, groups, cg);
         const float *xs = xd + k.s * p * c, *dys = gd + k.s * p * c;

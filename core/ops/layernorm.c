@@ -102,7 +102,7 @@ int nad_layernorm_forward(float eps, const nad_tensor *x, const nad_tensor *gamm
     float *yd = nad_data(y), *md = nad_data(mean), *rd = nad_data(rstd);
     int64_t gs = gamma->stride[0], bs = beta->stride[0];
     int64_t nblk = (rows + ROWS - 1) / ROWS;
-    #pragma omp parallel for schedule(static) if (rows * c > 32768)
+    #pragma omp parallel for schedule(static) if (rows * c > NAD_PAR_FLOATS / 2)
     for (int64_t blk = 0; blk < nblk; blk++) {
         int64_t r0 = blk * ROWS, r1 = r0 + ROWS < rows ? r0 + ROWS : rows;
         ln_rows(xd, yd, r0, r1, c, g, gs, b, bs, eps, md, rd);
@@ -187,7 +187,7 @@ int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const n
     float *dg = dgamma ? nad_data(dgamma) : NULL, *db = dbeta ? nad_data(dbeta) : NULL;
     int64_t dgs = dgamma ? dgamma->stride[0] : 0, dbs = dbeta ? dbeta->stride[0] : 0;
     int64_t nblk = dgamma || dbeta ? (c + BLOCK - 1) / BLOCK : 0;
-    #pragma omp parallel for schedule(static) if (rows * c > 32768)
+    #pragma omp parallel for schedule(static) if (rows * c > NAD_PAR_FLOATS / 2)
     for (int64_t blk = 0; blk < nblk; blk++) {
         int64_t c0 = blk * BLOCK, n = c - c0 < BLOCK ? c - c0 : BLOCK;
         double ag[BLOCK] = {0}, ab[BLOCK] = {0};
@@ -200,7 +200,7 @@ int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const n
     if (dx) {
         float *o = nad_data(dx);
         int64_t nrb = (rows + ROWS - 1) / ROWS;
-        #pragma omp parallel for schedule(static) if (rows * c > 32768)
+        #pragma omp parallel for schedule(static) if (rows * c > NAD_PAR_FLOATS / 2)
         for (int64_t rb = 0; rb < nrb; rb++) {
             int64_t r0 = rb * ROWS, r1 = r0 + ROWS < rows ? r0 + ROWS : rows;
             ln_rows_backward(xd, gd, o, r0, r1, c, g, gs, md, rd);

@@ -99,7 +99,7 @@ static void bias_grad(const rowmat *dy, float *db, int64_t dbs)
 {
     enum { BLOCK = 64 };
     int64_t nblk = (dy->cols + BLOCK - 1) / BLOCK;
-    #pragma omp parallel for schedule(static) if (dy->rows * dy->cols > 65536)
+    #pragma omp parallel for schedule(static) if (dy->rows * dy->cols > NAD_PAR_FLOATS)
     for (int64_t blk = 0; blk < nblk; blk++) {
         int64_t c0 = blk * BLOCK, n = dy->cols - c0 < BLOCK ? dy->cols - c0 : BLOCK;
         double acc[BLOCK] = {0}; /* many rows: sum in double */

@@ -3,7 +3,7 @@
    attention's spatial reduction alternatives and the S2-MLPv2 split attention (GAP). */
 #include "../internal.h"
 
-enum { PAR_MIN = 16384 };
+enum { PAR_MIN = NAD_PAR_FLOATS };
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }

@@ -4,7 +4,7 @@
 #include "../internal.h"
 #include <stdlib.h>
 
-enum { PAR_MIN = 16384, CHUNK = 64 };
+enum { PAR_MIN = NAD_PAR_FLOATS / 4, CHUNK = 64 }; /* 4 taps per output */
 
 /* PyTorch's area_pixel_compute_scale (size given, no scale_factor), in float as its CPU
    kernel computes it. */

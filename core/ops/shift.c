@@ -3,7 +3,7 @@
    backward. Used by the MLP token mixer (S2-MLPv2 split attention). */
 #include "../internal.h"
 
-enum { PAR_MIN = 32768 };
+enum { PAR_MIN = NAD_PAR_FLOATS };
 
 /* The source pixel offset (dh, dw) of direction d: y[h, w] = x[h - dh, w - dw]. */
 static void dir_offset(int32_t d, int64_t *dh, int64_t *dw)

@@ -39,7 +39,7 @@ int nad_softmax_forward(const nad_tensor *x, nad_tensor *y)
     float *yd = nad_data(y);
     /* blocks of about 4096 values: long enough for the exp loop, small enough for L1 */
     int64_t block = len >= 4096 ? 1 : 4096 / len;
-    #pragma omp parallel for schedule(static) if (rows * len > 32768)
+    #pragma omp parallel for schedule(static) if (rows * len > NAD_PAR_TRANSCENDENTAL)
     for (int64_t r = 0; r < rows; r += block)
         softmax_rows(xd + r * len, yd + r * len, rows - r < block ? rows - r : block, len);
     return 0;
@@ -58,7 +58,7 @@ int nad_softmax_backward(const nad_tensor *y, const nad_tensor *dy, nad_tensor *
     int64_t len = y->size[y->ndim - 1], rows = len ? nad_numel(y) / len : 0;
     const float *yd = nad_data(y), *gd = nad_data(dy);
     float *o = nad_data(dx);
-    #pragma omp parallel for schedule(static) if (rows * len > 32768)
+    #pragma omp parallel for schedule(static) if (rows * len > NAD_PAR_TRANSCENDENTAL)
     for (int64_t r = 0; r < rows; r++) {
         const float *yr = yd + r * len, *gr = gd + r * len;
         float *orow = o + r * len;

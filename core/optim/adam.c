@@ -6,7 +6,7 @@
 
 /* Elements above which a step is split between threads. Each element is updated on its own,
    so the result does not depend on the thread count at all. */
-enum { ADAM_PAR_MIN = 32768, ADAM_BLOCK = 4096 };
+enum { ADAM_PAR_MIN = NAD_PAR_FLOATS / 8, ADAM_BLOCK = 4096 }; /* 7 floats per element */
 
 typedef struct adam_k {
     float decay;     /* AdamW: p *= decay = 1 - lr wd; Adam: 1 */

@@ -6,7 +6,7 @@
 
 /* Elements above which a step is split between threads. Each element is updated on its own,
    so the result does not depend on the thread count at all. */
-enum { SGD_PAR_MIN = 32768, SGD_BLOCK = 4096 };
+enum { SGD_PAR_MIN = NAD_PAR_FLOATS / 4, SGD_BLOCK = 4096 };
 
 typedef struct sgd_k {
     float lr, momentum, keep, wd; /* keep = 1 - dampening */
