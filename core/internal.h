@@ -48,6 +48,11 @@ void nad_gemm_nn(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, c
                  int64_t ldb, const float *bias, int64_t bias_stride, bool accumulate, float *c,
                  int64_t ldc);
 
+/* C[m,n] += A^T B for A [k,m] (lda), B [k,n] (ldb): weight gradients (dw += dy^T x). The
+   AVX-512 kernel where it runs, else cblas_sgemm; never fails. */
+void nad_gemm_tn_acc(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                     const float *b, int64_t ldb, float *c, int64_t ldc);
+
 /* The AVX-512 kernel's packed B operand (gemm.c): p[kk][j] = B(kk, j), k rows, n columns
    zero-padded to ldp (a multiple of 16), then the padded bias (or bias = NULL). It lives in
    the packing thread's buffer until that thread packs again. */

@@ -1,9 +1,9 @@
 /* conv2d.c: 2-D convolution on channels-last maps, x[N,H,W,Ci] * w[Co,K,K,Ci/groups], forward
    and backward. Three paths: 1x1 stride-1 as plain GEMMs on x, depthwise as direct loops over
-   contiguous channels, the rest as NHWC im2col + GEMM in bounded chunks. Used by the patch
+   contiguous channels, the rest as GEMMs over the (padded) input read in place (forward, with
+   the AVX-512 kernel) or NHWC im2col in bounded chunks. Used by the patch
    embeddings, the conv mixer, Mix-FFN's depthwise conv and the decoder (5x5 super-kernel views). */
 #include "conv2d.h"
-#include <cblas.h>
 #include <omp.h>
 #include <string.h>
 
@@ -682,9 +682,8 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         /* dx_g[rows, Cig] = dy_g[rows, Cog] w_g[Cog, Cig];  dw_g += dy_g^T x_g */
         for (int64_t gr = 0; gr < g.g; gr++) {
             if (dw)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.cog, (int)g.cig,
-                            (int)g.rows, 1.0f, dyd + gr * g.cog, (int)g.co, xd + gr * g.cig,
-                            (int)g.ci, 1.0f, dwp + gr * g.cog * lddw, (int)lddw);
+                nad_gemm_tn_acc(g.cog, g.cig, g.rows, dyd + gr * g.cog, g.co, xd + gr * g.cig,
+                                g.ci, dwp + gr * g.cog * lddw, lddw);
             if (dx)
                 nad_gemm_nn(g.rows, g.cig, g.cog, dyd + gr * g.cog, g.co, wd + gr * g.cog * ldw,
                             ldw, NULL, 0, false, dxd + gr * g.cig, g.ci);
@@ -704,9 +703,8 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
             if (dw) {
                 im2col(&g, xd, q0, q1, cols);
                 for (int64_t gr = 0; gr < g.g; gr++)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.cog, (int)g.kcg,
-                                (int)nr, 1.0f, dyc + gr * g.cog, (int)g.co, cols + gr * g.kcg,
-                                (int)ldc, 1.0f, dwp + gr * g.cog * lddw, (int)lddw);
+                    nad_gemm_tn_acc(g.cog, g.kcg, nr, dyc + gr * g.cog, g.co, cols + gr * g.kcg,
+                                    ldc, dwp + gr * g.cog * lddw, lddw);
             }
             if (dx) {
                 for (int64_t gr = 0; gr < g.g; gr++)

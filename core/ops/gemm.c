@@ -48,21 +48,22 @@ static float *panel_get(size_t floats)
 #define TARGET __attribute__((target("avx512f")))
 #define UNROLL _Pragma("GCC unroll 16")
 
-/* One tile: MR rows of C x NV vectors of 16 columns, the whole inner dim. Row i of A is the
-   concatenation of nseg segments of kseg floats, segment s at a + i * lda + off[s] (one
-   segment for a plain matrix; one per tap for a convolution read straight from its input).
-   `p` points at the tile's first packed column, `bias` (padded, may be NULL) likewise. One
-   function per (MR, NV), so that the accumulators are an array of exactly that size, which
-   the compiler keeps in registers. */
+/* One tile: MR rows of C x NV vectors of 16 columns, the whole inner dim, in registers. Two
+   forms, one signature (tile_fn):
+   - tile_: row i of A is the concatenation of nseg segments of kseg floats, segment s at
+     a + i * lda + off[s] (one segment for a plain matrix; one per tap for a convolution read
+     straight from its input); `p` points at the tile's first column of a packed panel (ldp
+     apart, 64-byte aligned, zero-padded), `bias` (padded, may be NULL) likewise;
+   - tilet_ (weight gradients, A^T B): A(i, kk) = a[i + kk * lda], i.e. A's rows are
+     contiguous runs of a row-major [k, m] matrix, and B is read in place (p = b, ldp = its row
+     stride, unaligned, the last vector masked); nseg = 1.
+   One function per (form, MR, NV), so that the accumulators are an array of exactly that
+   size, which the compiler keeps in registers. */
 typedef void tile_fn(int nseg, int64_t kseg, const int64_t *off, const float *a, int64_t lda,
                      const float *p, int64_t ldp, const float *bias, bool accumulate, float *c,
                      int64_t ldc, __mmask16 last);
 
-#define DEFINE_TILE(MR, NV)                                                                   \
-    TARGET static void tile_##MR##x##NV(int nseg, int64_t kseg, const int64_t *off,          \
-                                        const float *a, int64_t lda, const float *p,           \
-                                        int64_t ldp, const float *bias, bool accumulate,        \
-                                        float *c, int64_t ldc, __mmask16 last)                  \
+#define TILE_BODY(MR, NV, A_AT, B_LOAD)                                                       \
     {                                                                                         \
         __m512 acc[MR][NV];                                                                   \
         UNROLL for (int j = 0; j < NV; j++) {                                                 \
@@ -73,9 +74,9 @@ typedef void tile_fn(int nseg, int64_t kseg, const int64_t *off, const float *a,
             const float *as = a + off[s], *ps = p + s * kseg * ldp;                            \
             for (int64_t kk = 0; kk < kseg; kk++) {                                           \
                 __m512 b[NV];                                                                 \
-                UNROLL for (int j = 0; j < NV; j++) b[j] = _mm512_load_ps(ps + kk * ldp + 16 * j); \
+                UNROLL for (int j = 0; j < NV; j++) b[j] = B_LOAD;                            \
                 UNROLL for (int i = 0; i < MR; i++) {                                         \
-                    __m512 av = _mm512_set1_ps(as[i * lda + kk]);                             \
+                    __m512 av = _mm512_set1_ps(A_AT);                                         \
                     UNROLL for (int j = 0; j < NV; j++)                                       \
                         acc[i][j] = _mm512_fmadd_ps(av, b[j], acc[i][j]);                     \
                 }                                                                             \
@@ -90,6 +91,16 @@ typedef void tile_fn(int nseg, int64_t kseg, const int64_t *off, const float *a,
                 _mm512_mask_storeu_ps(cij, m, v);                                             \
             }                                                                                 \
     }
+#define TILE_ARGS                                                                             \
+    (int nseg, int64_t kseg, const int64_t *off, const float *a, int64_t lda, const float *p, \
+     int64_t ldp, const float *bias, bool accumulate, float *c, int64_t ldc, __mmask16 last)
+#define DEFINE_TILE(MR, NV)                                                                   \
+    TARGET static void tile_##MR##x##NV TILE_ARGS                                             \
+    TILE_BODY(MR, NV, as[i * lda + kk], _mm512_load_ps(ps + kk * ldp + 16 * j))               \
+    TARGET static void tilet_##MR##x##NV TILE_ARGS                                            \
+    TILE_BODY(MR, NV, as[i + kk * lda],                                                       \
+              j == NV - 1 ? _mm512_maskz_loadu_ps(last, ps + kk * ldp + 16 * j)               \
+                          : _mm512_loadu_ps(ps + kk * ldp + 16 * j))
 /* MR up to 6 for 4 vectors, 8 for 3, 12 for 1-2: about 24 accumulators, leaving registers for
    B and the broadcast A element; the smaller MR finish a run of rows */
 #define TILES_UP_TO_6(NV) DEFINE_TILE(1, NV) DEFINE_TILE(2, NV) DEFINE_TILE(3, NV) \
@@ -100,17 +111,23 @@ DEFINE_TILE(7, 2) DEFINE_TILE(8, 2) DEFINE_TILE(9, 2) DEFINE_TILE(10, 2) DEFINE_
 DEFINE_TILE(7, 1) DEFINE_TILE(8, 1) DEFINE_TILE(9, 1) DEFINE_TILE(10, 1) DEFINE_TILE(11, 1) DEFINE_TILE(12, 1)
 #undef TILES_UP_TO_6
 #undef DEFINE_TILE
+#undef TILE_ARGS
+#undef TILE_BODY
 
 enum { MR_MAX = 12 };
 static const int tile_rows[5] = {0, 12, 12, 8, 6}; /* the largest MR per NV */
-#define ROW6(NV) tile_1x##NV, tile_2x##NV, tile_3x##NV, tile_4x##NV, tile_5x##NV, tile_6x##NV
-static tile_fn *const tiles[5][MR_MAX + 1] = {
-    {0},
-    {0, ROW6(1), tile_7x1, tile_8x1, tile_9x1, tile_10x1, tile_11x1, tile_12x1},
-    {0, ROW6(2), tile_7x2, tile_8x2, tile_9x2, tile_10x2, tile_11x2, tile_12x2},
-    {0, ROW6(3), tile_7x3, tile_8x3},
-    {0, ROW6(4)},
-};
+#define ROW6(F, NV) F##1x##NV, F##2x##NV, F##3x##NV, F##4x##NV, F##5x##NV, F##6x##NV
+#define TABLE(F)                                                                              \
+    {                                                                                         \
+        {0},                                                                                  \
+        {0, ROW6(F, 1), F##7x1, F##8x1, F##9x1, F##10x1, F##11x1, F##12x1},                   \
+        {0, ROW6(F, 2), F##7x2, F##8x2, F##9x2, F##10x2, F##11x2, F##12x2},                   \
+        {0, ROW6(F, 3), F##7x3, F##8x3},                                                      \
+        {0, ROW6(F, 4)},                                                                      \
+    }
+static tile_fn *const tiles[5][MR_MAX + 1] = TABLE(tile_);
+static tile_fn *const tiles_t[5][MR_MAX + 1] = TABLE(tilet_);
+#undef TABLE
 #undef ROW6
 
 /* C[rows, n] for `rows` rows of A (see tile_fn) against a packed panel, in the calling
@@ -259,4 +276,60 @@ void nad_gemm_nn(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, c
                  int64_t ldc)
 {
     gemm(false, m, n, k, a, lda, b, ldb, bias, bias_stride, accumulate, c, ldc);
+}
+
+/* ---- weight gradients: C[m,n] += A^T B, A [k,m], B [k,n] (dw += dy^T x) ----
+   Long inner dim (k = pixels x batch), small C. B is read in place (no packing), in chunks of KC rows that
+   stay in cache while every row tile of C passes over them; C accumulates in memory between
+   chunks. Threads take column blocks of 64 (each with all rows) when there are enough of them,
+   else groups of 24 rows (each with all columns): every C element is one thread's sum over k
+   in order, whatever the thread count. */
+enum { KC = 128, TN_ROWS = 24, TN_B_MAX = 1 << 22 };
+
+TARGET static void tn_task(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t k,
+                           const float *a, int64_t lda, const float *b, int64_t ldb, float *c,
+                           int64_t ldc)
+{
+    static const int64_t zero = 0;
+    for (int64_t k0 = 0; k0 < k; k0 += KC) {
+        int64_t kc = k - k0 < KC ? k - k0 : KC;
+        for (int64_t j0 = c0; j0 < c1; j0 += 64) {
+            int64_t w = c1 - j0 < 64 ? c1 - j0 : 64;
+            int nv = (int)((w + 15) / 16), rem = (int)(w - 16 * (nv - 1));
+            __mmask16 last = (__mmask16)(rem == 16 ? 0xffff : (1u << rem) - 1);
+            int mr = tile_rows[nv];
+            for (int64_t r = r0; r < r1; r += mr) {
+                int h = r1 - r < mr ? (int)(r1 - r) : mr;
+                tiles_t[nv][h](1, kc, &zero, a + k0 * lda + r, lda, b + k0 * ldb + j0, ldb, NULL,
+                               true, c + r * ldc + j0, ldc, last);
+            }
+        }
+    }
+}
+
+void nad_gemm_tn_acc(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                     const float *b, int64_t ldb, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0 || k <= 0) return;
+    /* a B of more than TN_B_MAX floats (16 MiB) streams from memory: OpenBLAS is as fast or
+       faster there (measured at 1 thread: 64x576x20000 75 vs 74 GFLOP/s; 32x256x8192 80 vs
+       100, ours second) */
+    if (!nad_panel_available() || m < 6 || k * n > TN_B_MAX) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
+                    (int)lda, b, (int)ldb, 1.0f, c, (int)ldc);
+        return;
+    }
+    int64_t ncb = (n + 63) / 64, nrg = (m + TN_ROWS - 1) / TN_ROWS;
+    bool by_columns = ncb >= 2 * nad_get_num_threads() || nrg == 1;
+    int64_t tasks = by_columns ? ncb : nrg;
+    #pragma omp parallel for schedule(static) if (m * n * k > NAD_PAR_FMAS)
+    for (int64_t t = 0; t < tasks; t++) {
+        if (by_columns) {
+            int64_t c0 = t * 64, c1 = c0 + 64 < n ? c0 + 64 : n;
+            tn_task(0, m, c0, c1, k, a, lda, b, ldb, c, ldc);
+        } else {
+            int64_t r0 = t * TN_ROWS, r1 = r0 + TN_ROWS < m ? r0 + TN_ROWS : m;
+            tn_task(r0, r1, 0, n, k, a, lda, b, ldb, c, ldc);
+        }
+    }
 }

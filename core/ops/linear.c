@@ -1,8 +1,7 @@
-/* linear.c: y = x w^T + b over the last dim, forward and backward, one cblas_sgemm each.
+/* linear.c: y = x w^T + b over the last dim, forward and backward, on the GEMM kernels of gemm.c.
    Used by attention (q, kv, proj), the Mix-FFN and the MLP mixer; x may be a column slice and
    w, b leading slices of larger supernet weights (weight entanglement). */
 #include "../internal.h"
-#include <cblas.h>
 #include <string.h>
 
 /* A tensor read as a row-major matrix: rows of `cols` unit-stride elements, `ld` apart. */
@@ -145,8 +144,7 @@ int nad_linear_backward(const nad_tensor *x, const nad_tensor *w, const nad_tens
         nad_gemm_nn(rows, in, out, gm.p, gm.ld, wm.p, wm.ld, NULL, 0, false, dxd, in);
     }
     if (dw && rows > 0 && out > 0 && in > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)rows, 1.0f,
-                    gm.p, (int)gm.ld, xm.p, (int)xm.ld, 1.0f, dwm.p, (int)dwm.ld);
+        nad_gemm_tn_acc(out, in, rows, gm.p, gm.ld, xm.p, xm.ld, dwm.p, dwm.ld);
     if (db && rows > 0) bias_grad(&gm, nad_data(db), db->stride[0]);
     return 0;
 }

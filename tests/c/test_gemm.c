@@ -114,3 +114,56 @@ Test(gemm, same_bits_at_any_thread_count)
     cr_assert(memcmp(c1, c2, sizeof(float) * (size_t)(s.m * s.n)) == 0);
     free(a); free(b); free(c1); free(c2);
 }
+
+/* C += A^T B, A [k,m], B [k,n], padded leading dims: every tile width and height, k over
+   several chunks of KC = 128, too few rows for the kernel (BLAS), both ways of splitting work */
+Test(gemm, tn_acc_matches_loop)
+{
+    static const shape tn[] = {
+        {64, 576, 300}, {5, 40, 17}, {6, 16, 1},   {37, 33, 129}, {256, 32, 260},
+        {13, 200, 64},  {24, 64, 128}, {100, 100, 77}, {7, 1, 9},
+    };
+    for (size_t t = 0; t < sizeof tn / sizeof *tn; t++) {
+        shape s = tn[t];
+        nad_rng rng;
+        nad_rng_init(&rng, (uint64_t)(31 + t));
+        int64_t lda = s.m + 3, ldb = s.n + 5, ldc = s.n + 2;
+        float *a = malloc(sizeof(float) * (size_t)(s.k * lda)), *b = malloc(sizeof(float) * (size_t)(s.k * ldb));
+        float *c = malloc(sizeof(float) * (size_t)(s.m * ldc)), *c0 = malloc(sizeof(float) * (size_t)(s.m * ldc));
+        fill(&rng, a, s.k * lda);
+        fill(&rng, b, s.k * ldb);
+        fill(&rng, c0, s.m * ldc);
+        memcpy(c, c0, sizeof(float) * (size_t)(s.m * ldc));
+        nad_gemm_tn_acc(s.m, s.n, s.k, a, lda, b, ldb, c, ldc);
+        for (int64_t i = 0; i < s.m; i++)
+            for (int64_t j = 0; j < ldc; j++) {
+                double want = c0[i * ldc + j];
+                if (j < s.n)
+                    for (int64_t kk = 0; kk < s.k; kk++) want += (double)a[kk * lda + i] * b[kk * ldb + j];
+                cr_assert(fabs(c[i * ldc + j] - want) <= 1e-5 * (double)s.k + 1e-5,
+                          "tn m=%lld n=%lld k=%lld: C[%lld,%lld] = %.7g, want %.7g", (long long)s.m,
+                          (long long)s.n, (long long)s.k, (long long)i, (long long)j,
+                          c[i * ldc + j], want);
+            }
+        free(a); free(b); free(c); free(c0);
+    }
+}
+
+Test(gemm, tn_acc_same_bits_at_any_thread_count)
+{
+    shape s = {40, 300, 1000};
+    nad_rng rng;
+    nad_rng_init(&rng, 9);
+    float *a = malloc(sizeof(float) * (size_t)(s.k * s.m)), *b = malloc(sizeof(float) * (size_t)(s.k * s.n));
+    float *c1 = calloc((size_t)(s.m * s.n), sizeof(float)), *c2 = calloc((size_t)(s.m * s.n), sizeof(float));
+    fill(&rng, a, s.k * s.m);
+    fill(&rng, b, s.k * s.n);
+    int32_t before = nad_get_num_threads();
+    nad_set_num_threads(1);
+    nad_gemm_tn_acc(s.m, s.n, s.k, a, s.m, b, s.n, c1, s.n);
+    nad_set_num_threads(2);
+    nad_gemm_tn_acc(s.m, s.n, s.k, a, s.m, b, s.n, c2, s.n);
+    nad_set_num_threads(before);
+    cr_assert(memcmp(c1, c2, sizeof(float) * (size_t)(s.m * s.n)) == 0);
+    free(a); free(b); free(c1); free(c2);
+}
