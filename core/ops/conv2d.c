@@ -408,6 +408,39 @@ static void implicit_forward(const geom *g, const nad_panel *pn, const float *xd
     }
 }
 
+/* dx of a stride-1 convolution is itself a convolution of dy, computed the same way (no
+   im2col, no col2im, no zeroing of dx): dx = dy (*) W' with W'[Ci][kh][kw][Co] =
+   W[Co][K-1-kh][K-1-kw][Ci] and padding d (K - 1) - pad, so every input pixel gathers the
+   outputs that read it. */
+static bool implicit_dx_ok(const geom *g)
+{
+    return g->path == PATH_GEMM && g->g == 1 && g->s == 1 && g->co >= IMPLICIT_MIN_CI &&
+           g->kk <= 64 && g->d * (g->k - 1) >= g->pad &&
+           (g->kk * g->co + 1) * ((g->ci + 15) / 16 * 16) <= IMPLICIT_PANEL_MAX &&
+           nad_panel_available();
+}
+
+/* the convolution that maps dy to dx (see implicit_dx_ok) */
+static geom transposed_geom(const geom *g)
+{
+    geom t = *g;
+    t.h = g->ho, t.w = g->wo, t.ci = t.cig = g->co, t.co = t.cog = g->ci;
+    t.pad = g->d * (g->k - 1) - g->pad;
+    t.ho = g->h, t.wo = g->w;
+    t.kcg = t.kk * t.ci;
+    t.rows = t.n * t.ho * t.wo;
+    return t;
+}
+
+/* wt[(kh K + kw) Co + o][c] = W[o][K-1-kh][K-1-kw][c], from W's rows (wd, ldw) */
+static void flip_weights(const geom *g, const float *wd, int64_t ldw, float *wt)
+{
+    for (int64_t tap = 0; tap < g->kk; tap++)
+        for (int64_t o = 0; o < g->co; o++)
+            memcpy(wt + (tap * g->co + o) * g->ci, wd + o * ldw + (g->kk - 1 - tap) * g->ci,
+                   (size_t)g->ci * sizeof(float));
+}
+
 /* ---- forward ---- */
 
 /* y = conv(x, w) + b, and with act: act = GELU(y). The depthwise path applies GELU to each
@@ -555,7 +588,8 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
 
     const int64_t nparts = omp_get_max_threads();
     int64_t ldw = 0, lddw = 0;
-    size_t used = 0, o_w = 0, o_dw = 0, o_db = 0, o_cols = 0;
+    size_t used = 0, o_w = 0, o_dw = 0, o_db = 0, o_cols = 0, o_wt = 0, o_pad = 0;
+    bool implicit_dx = dx && implicit_dx_ok(&g);
     if (g.path == PATH_DEPTHWISE) {
         if (dx) o_w = carve(&used, g.kk * g.co);
         if (dw) o_dw = carve(&used, nparts * g.kk * g.co);
@@ -570,8 +604,13 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         if (dx && !(ldw = row_ld(w, &g))) o_w = carve(&used, g.co * g.kcg);
         if (dw && !(lddw = row_ld(dw, &g))) o_dw = carve(&used, g.co * g.kcg);
         if (db) o_db = carve(&used, nparts * g.co);
-        if (g.path == PATH_GEMM && (dx || dw))
+        if (g.path == PATH_GEMM && (dw || (dx && !implicit_dx)))
             o_cols = carve(&used, g.chunk * g.wo * g.kk * g.ci);
+        if (dx && implicit_dx) {
+            geom t = transposed_geom(&g);
+            o_wt = carve(&used, g.kk * g.co * g.ci);
+            o_pad = carve(&used, padded_floats(&t));
+        }
     }
     float *base = nad_workspace_get(ws, (used ? used : 16) * sizeof(float));
     if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
@@ -689,9 +728,19 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
                             ldw, NULL, 0, false, dxd + gr * g.cig, g.ci);
         }
     } else if (dx || dw) {
+        if (implicit_dx) {
+            geom t = transposed_geom(&g);
+            nad_panel pn;
+            flip_weights(&g, wd, ldw, base + o_wt);
+            if (!nad_panel_pack(&pn, false, t.co, t.kcg, base + o_wt, t.co, NULL, 0,
+                                IMPLICIT_PANEL_MAX))
+                return nad_fail(NAD_ENOMEM, "%s: out of memory for the packed weights", fn);
+            implicit_forward(&t, &pn, dyd, base + o_pad, dxd);
+        }
+        bool dx_cols = dx && !implicit_dx; /* dx through im2col columns and col2im */
         float *cols = base + o_cols;
         const int64_t ldc = g.g * g.kcg, nq = g.n * g.ho;
-        if (dx) {
+        if (dx_cols) {
             int64_t n = nad_numel(dx);
             #pragma omp parallel for schedule(static) if (n > NAD_PAR_FLOATS)
             for (int64_t i = 0; i < n; i++) dxd[i] = 0;
@@ -706,7 +755,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
                     nad_gemm_tn_acc(g.cog, g.kcg, nr, dyc + gr * g.cog, g.co, cols + gr * g.kcg,
                                     ldc, dwp + gr * g.cog * lddw, lddw);
             }
-            if (dx) {
+            if (dx_cols) {
                 for (int64_t gr = 0; gr < g.g; gr++)
                     nad_gemm_nn(nr, g.kcg, g.cog, dyc + gr * g.cog, g.co, wd + gr * g.cog * ldw,
                                 ldw, NULL, 0, false, cols + gr * g.kcg, ldc);

@@ -366,6 +366,21 @@ Test(conv2d, backward_matches_loops_across_im2col_chunks)
     check_against_loops(&c, 70);
 }
 
+/* stride 1 with Co >= 16: dx is computed as a convolution of dy with the flipped weights
+   (no im2col / col2im) where AVX-512 is there; padding below, at and above d (K - 1) / 2 */
+Test(conv2d, backward_dx_as_flipped_convolution_matches_loops)
+{
+    cfg cs[] = {
+        {2, 9, 11, 5, 16, 3, 1, 1, 1, 1, 1},   /* same-size 3x3, few input channels */
+        {1, 10, 9, 20, 24, 5, 1, 2, 1, 1, 1},  /* 5x5 */
+        {1, 11, 10, 16, 17, 3, 1, 2, 2, 1, 1}, /* dilation 2 */
+        {1, 9, 9, 7, 32, 3, 1, 0, 1, 1, 1},    /* no padding: dy padded by 2 */
+        {1, 8, 8, 16, 16, 3, 1, 2, 1, 1, 0},   /* pad 2 = d (K - 1): dy read in place */
+        {1, 6, 6, 16, 16, 3, 1, 3, 1, 1, 1},   /* pad 3 > d (K - 1): im2col and col2im */
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_against_loops(&cs[i], 90 + i);
+}
+
 /* channels beyond one 16-wide vector, with and without a remainder, as Mix-FFN uses them */
 Test(conv2d, depthwise_vector_blocks_match_loops)
 {
