@@ -136,6 +136,10 @@ static size_t carve(size_t *used, int64_t floats)
    taps in order, each a contiguous run of Ci channels, and with dilation 1 a whole kernel row
    is one run of K*Ci copied at once. */
 
+/* kernel rows up to this many floats are copied by a loop: a memcpy and two memsets per row
+   cost more than the copy (7x7 taps on a grey input: 7 floats a row, ~7 % of a forward) */
+enum { SHORT_RUN = 64 };
+
 static void im2col(const geom *g, const float *x, int64_t q0, int64_t q1, float *cols)
 {
     const int64_t rowlen = g->g * g->kcg, ci = g->ci;
@@ -157,9 +161,16 @@ static void im2col(const geom *g, const float *x, int64_t q0, int64_t q1, float 
                         memset(r, 0, (size_t)(g->k * ci) * sizeof(float));
                         continue;
                     }
+                    const float *src = xn + (y * g->w + wi0 + lo) * ci;
+                    if (g->k * ci <= SHORT_RUN) { /* thin inputs (the grey stem): no libc calls */
+                        int64_t j = 0;
+                        for (; j < lo * ci; j++) r[j] = 0.0f;
+                        for (; j < hi * ci; j++) r[j] = src[j - lo * ci];
+                        for (; j < g->k * ci; j++) r[j] = 0.0f;
+                        continue;
+                    }
                     memset(r, 0, (size_t)(lo * ci) * sizeof(float));
-                    memcpy(r + lo * ci, xn + (y * g->w + wi0 + lo) * ci,
-                           (size_t)((hi - lo) * ci) * sizeof(float));
+                    memcpy(r + lo * ci, src, (size_t)((hi - lo) * ci) * sizeof(float));
                     memset(r + hi * ci, 0, (size_t)((g->k - hi) * ci) * sizeof(float));
                 }
                 continue;
@@ -359,15 +370,29 @@ gr_dw_row(const geom *g, const float *xg, const float *dy, int64_t ho, float *a)
 /* ---- the GEMM path without im2col ----
    With the AVX-512 kernel (gemm.c) an output row (n, ho) is one product of Wo rows read
    straight from the input: image n is copied once into a zero-padded [Hp][Wp][Ci] buffer, and
-   row wo's K K Ci inner elements are K K segments of Ci, tap (kh, kw) at
+   row wo's K K Ci inner elements are segments of it: with dilation 1 one per kernel row, K Ci
+   contiguous floats at xp + ((ho s + kh) Wp + wo s) Ci; else one per tap, Ci floats at
    xp + ((ho s + kh d) Wp + wo s + kw d) Ci. This saves im2col's K K-fold copy of the input
-   and its memory traffic. Groups == 1 only; thin inputs (few channels: short segments) and
-   panels over IMPLICIT_PANEL_MAX floats keep im2col. */
-enum { IMPLICIT_MIN_CI = 16, IMPLICIT_PANEL_MAX = 1 << 21 };
+   and its memory traffic. Groups == 1 only; segments under IMPLICIT_MIN_RUN floats and panels
+   over IMPLICIT_PANEL_MAX floats keep im2col. */
+enum { IMPLICIT_MIN_RUN = 4, IMPLICIT_MIN_CI = 16, IMPLICIT_PANEL_MAX = 1 << 21, MAX_SEGS = 64 };
+
+/* segments per kernel (above) and their offsets in the padded input, row stride wp */
+static int segments(const geom *g, int64_t wp, int64_t *off)
+{
+    if (g->d == 1) {
+        for (int64_t kh = 0; kh < g->k; kh++) off[kh] = kh * wp * g->ci;
+        return (int)g->k;
+    }
+    for (int64_t kh = 0; kh < g->k; kh++)
+        for (int64_t kw = 0; kw < g->k; kw++) off[kh * g->k + kw] = (kh * g->d * wp + kw * g->d) * g->ci;
+    return (int)g->kk;
+}
 
 static bool implicit_ok(const geom *g)
 {
-    return g->path == PATH_GEMM && g->g == 1 && g->ci >= IMPLICIT_MIN_CI && g->kk <= 64 &&
+    int64_t run = g->d == 1 ? g->k * g->ci : g->ci, nseg = g->d == 1 ? g->k : g->kk;
+    return g->path == PATH_GEMM && g->g == 1 && run >= IMPLICIT_MIN_RUN && nseg <= MAX_SEGS &&
            (g->kcg + 1) * ((g->co + 15) / 16 * 16) <= IMPLICIT_PANEL_MAX && nad_panel_available();
 }
 
@@ -381,9 +406,8 @@ static void implicit_forward(const geom *g, const nad_panel *pn, const float *xd
                              float *yd)
 {
     const int64_t pad = g->pad, wp = g->w + 2 * pad, hp = g->h + 2 * pad, ci = g->ci;
-    int64_t off[64]; /* K K <= 64 taps: implicit_ok */
-    for (int64_t kh = 0; kh < g->k; kh++)
-        for (int64_t kw = 0; kw < g->k; kw++) off[kh * g->k + kw] = (kh * g->d * wp + kw * g->d) * ci;
+    int64_t off[MAX_SEGS];
+    int nseg = segments(g, wp, off);
     for (int64_t n = 0; n < g->n; n++) {
         const float *xn = xd + n * g->h * g->w * ci, *src = xn;
         if (pad) {
@@ -403,7 +427,7 @@ static void implicit_forward(const geom *g, const nad_panel *pn, const float *xd
         float *yn = yd + n * g->ho * g->wo * g->co;
         #pragma omp parallel for schedule(static) if (g->ho * g->wo * g->kcg * g->co > NAD_PAR_FMAS)
         for (int64_t ho = 0; ho < g->ho; ho++)
-            nad_panel_rows(pn, g->wo, src + ho * g->s * wp * ci, g->s * ci, (int)g->kk, off, false,
+            nad_panel_rows(pn, g->wo, src + ho * g->s * wp * ci, g->s * ci, nseg, off, false,
                            yn + ho * g->wo * g->co, g->co);
     }
 }
@@ -415,7 +439,7 @@ static void implicit_forward(const geom *g, const nad_panel *pn, const float *xd
 static bool implicit_dx_ok(const geom *g)
 {
     return g->path == PATH_GEMM && g->g == 1 && g->s == 1 && g->co >= IMPLICIT_MIN_CI &&
-           g->kk <= 64 && g->d * (g->k - 1) >= g->pad &&
+           g->kk <= MAX_SEGS && g->d * (g->k - 1) >= g->pad &&
            (g->kk * g->co + 1) * ((g->ci + 15) / 16 * 16) <= IMPLICIT_PANEL_MAX &&
            nad_panel_available();
 }
