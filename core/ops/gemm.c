@@ -1,13 +1,18 @@
-/* gemm.c: C = A B^T or C = A B (row-major), with the bias added in the same pass: the GEMMs of
-   linear and convolution layers. OpenBLAS runs near the machine's limit on large square
-   products but not on the network's typical shape: many rows (pixels x batch), few outputs
-   (N = 32-128) and a short inner dim (K = 32-576). There it packs all of A for every product
-   and reaches 50-80 % of its own 2048^3 speed. The kernel here packs only B (K x N floats, a
-   few KiB to 256 KiB: it stays in L1/L2) and reads A's rows in place, broadcasting one element
-   of each of MR rows against N/16 vectors of B: MR x N/16 accumulators in AVX-512 registers.
-   Each C element is one thread's dot product in a fixed order, so the result does not depend
-   on the thread count. Where AVX-512 is missing or the shape is outside the kernel's range,
-   cblas_sgemm does the work. */
+/* gemm.c: the GEMMs of linear and convolution layers on AVX-512, with OpenBLAS where the CPU
+   or the shape does not suit them.
+   OpenBLAS runs near the machine's limit on large square products but not on the network's
+   typical shape: many rows (pixels x batch), few outputs (N = 32-128) and a short inner dim
+   (K = 32-576). There it packs all of A for every product and reaches 50-80 % of its own
+   2048^3 speed. The kernel here packs only B (K x N floats, a few KiB to a few MiB: it stays in
+   L1/L2) and reads A's rows in place, broadcasting one element of each of MR rows against N/16
+   vectors of B: MR x N/16 accumulators in registers. Uses:
+   - nad_gemm_nt / nad_gemm_nn: C = A B^T or A B, with the bias added in the same pass (linear
+     forward and dx, 1x1 convolutions);
+   - nad_panel_pack + nad_panel_rows: a packed B against rows of A given as segments, which is
+     how conv2d.c reads a convolution's input in place instead of through im2col;
+   - nad_gemm_tn_acc: C += A^T B with B read in place (weight gradients).
+   Each C element is one thread's sum in a fixed order, so results do not depend on the thread
+   count. AUTONAD_GEMM=blas sends every product to OpenBLAS (A/B timing in one build). */
 #include "../internal.h"
 #include <cblas.h>
 #include <stdbool.h>

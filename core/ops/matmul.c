@@ -114,6 +114,12 @@ int nad_matmul(int32_t trans_a, int32_t trans_b, float alpha, const nad_tensor *
     int fa = trans_a ^ ma.col_major, fb = trans_b ^ mb.col_major;
     const float *pa = nad_data(a), *pb = nad_data(b);
     float *pc = nad_data(c);
+    /* Many small products (attention's heads): the threads take whole products, each a
+       one-thread BLAS call (OpenBLAS runs single-threaded inside a parallel region). Called
+       one by one, every product big enough for OpenBLAS to thread would wake the sleeping
+       threads (~40 us each: bench/bench_omp_region.c), 7x the products' own time at 2 threads
+       (bench_gemm_layers, stage-1 attention). */
+    #pragma omp parallel for schedule(static) if (batch > 1 && batch * m * n * k > NAD_PAR_FMAS / 4)
     for (int64_t i = 0; i < batch; i++) {
         const float *ai = pa + batch_offset(a, i), *bi = pb + batch_offset(b, i);
         float *ci = pc + batch_offset(c, i);

@@ -65,6 +65,29 @@ Test(matmul, four_transpose_combinations_with_batch_dims)
         }
 }
 
+/* Enough products that the threads split the batch: the same numbers as the loops, and the
+   same bits at 1 and 2 threads. */
+Test(matmul, batch_split_across_threads)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 5);
+    int64_t m = 40, k = 32, n = 36;
+    nad_tensor *a = tc_rand(&rng, TC_SIZES(4, 6, m, k)), *b = tc_rand(&rng, TC_SIZES(4, 6, n, k));
+    nad_tensor *c1 = tc_zeros(TC_SIZES(4, 6, m, n)), *c2 = tc_zeros(TC_SIZES(4, 6, m, n));
+    nad_tensor *want = tc_zeros(TC_SIZES(4, 6, m, n)), *zero = tc_zeros(TC_SIZES(4, 6, m, n));
+    int32_t before = nad_get_num_threads();
+    nad_set_num_threads(1);
+    cr_assert_eq(nad_matmul(0, 1, 0.5f, a, b, 0.0f, c1), 0, "%s", nad_last_error());
+    nad_set_num_threads(2);
+    cr_assert_eq(nad_matmul(0, 1, 0.5f, a, b, 0.0f, c2), 0, "%s", nad_last_error());
+    nad_set_num_threads(before);
+    ref_matmul(0, 1, 0.5f, a, b, 0.0f, zero, want);
+    cr_assert(tc_close(c2, want, 1e-5, 1e-6));
+    cr_assert(tc_close(c1, c2, 0, 0));
+    nad_tensor *all[] = {a, b, c1, c2, want, zero};
+    for (int i = 0; i < 6; i++) nad_tensor_free(all[i]);
+}
+
 /* Column-major operands (transposed views) and a column-major c give the same numbers as
    contiguous copies, for every transpose flag. */
 Test(matmul, column_major_views_match_contiguous)
