@@ -242,6 +242,9 @@ int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corn
                                 const nad_tensor *x, nad_tensor *y);
 int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
                                  const nad_tensor *dy, nad_tensor *dx);
+/* y += resize(x) to y's map size (y [N,Ho,Wo,C] as it is, contiguous or a channel slice): a
+   sum of resized maps without a temporary per part. Its backward is the forward's backward. */
+int nad_resize_bilinear_accumulate(int32_t align_corners, const nad_tensor *x, nad_tensor *y);
 
 /* ---- spatial shift, channels-last (core/ops/shift.c) ----
    The S2-MLP shift: channel quarter q of x[N,H,W,C] (C divisible by 4) moves one pixel in

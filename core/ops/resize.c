@@ -49,24 +49,52 @@ typedef struct col_tap {
 } col_tap;
 
 /* y row = a0 (b0 x0[w0] + b1 x0[w1]) + a1 (b0 x1[w0] + b1 x1[w1]) per output column, the inner
-   loop over channels; ys: y's pixel stride */
+   loop over channels, added to y's row when `accumulate`; ys: y's pixel stride */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 resize_row(const float *x0, const float *x1, float a0, float a1, const col_tap *cols, int64_t wo,
-           int64_t c, int64_t ys, float *y)
+           int64_t c, int64_t ys, bool accumulate, float *y)
 {
     for (int64_t ow = 0; ow < wo; ow++) {
         const float *p00 = x0 + cols[ow].o0, *p01 = x0 + cols[ow].o1;
         const float *p10 = x1 + cols[ow].o0, *p11 = x1 + cols[ow].o1;
         float b0 = cols[ow].b0, b1 = cols[ow].b1, *yr = y + ow * ys;
-        for (int64_t k = 0; k < c; k++)
-            yr[k] = a0 * (b0 * p00[k] + b1 * p01[k]) + a1 * (b0 * p10[k] + b1 * p11[k]);
+        if (accumulate)
+            for (int64_t k = 0; k < c; k++)
+                yr[k] += a0 * (b0 * p00[k] + b1 * p01[k]) + a1 * (b0 * p10[k] + b1 * p11[k]);
+        else
+            for (int64_t k = 0; k < c; k++)
+                yr[k] = a0 * (b0 * p00[k] + b1 * p01[k]) + a1 * (b0 * p10[k] + b1 * p11[k]);
     }
 }
+
+static int resize_forward(const char *fn, int32_t out_h, int32_t out_w, int32_t align_corners,
+                          const nad_tensor *x, bool accumulate, nad_tensor *y);
 
 int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corners,
                                 const nad_tensor *x, nad_tensor *y)
 {
-    const char *fn = "resize_bilinear_forward";
+    return resize_forward("resize_bilinear_forward", out_h, out_w, align_corners, x, false, y);
+}
+
+int nad_resize_bilinear_accumulate(int32_t align_corners, const nad_tensor *x, nad_tensor *y)
+{
+    const char *fn = "resize_bilinear_accumulate";
+    int rc = nad_check_ndim(fn, "y", y, 4);
+    if (rc || (rc = nad_check_ndim(fn, "x", x, 4))) return rc;
+    if (y->size[0] != x->size[0] || y->size[3] != x->size[3]) {
+        char b1[96], b2[96];
+        return nad_fail(NAD_EINVAL, "%s: y %s does not match x %s in batch and channels", fn,
+                        nad_shape_str(y, b1, sizeof b1), nad_shape_str(x, b2, sizeof b2));
+    }
+    if (y->size[1] < 1 || y->size[2] < 1 || y->size[1] > INT32_MAX || y->size[2] > INT32_MAX)
+        return nad_fail(NAD_EINVAL, "%s: y's map %lldx%lld is empty or too large", fn,
+                        (long long)y->size[1], (long long)y->size[2]);
+    return resize_forward(fn, (int32_t)y->size[1], (int32_t)y->size[2], align_corners, x, true, y);
+}
+
+static int resize_forward(const char *fn, int32_t out_h, int32_t out_w, int32_t align_corners,
+                          const nad_tensor *x, bool accumulate, nad_tensor *y)
+{
     int rc = nad_check_ndim(fn, "x", x, 4);
     if (rc || (rc = nad_check_contig(fn, "x", x)) || (rc = nad_check_tensor(fn, "y", y)))
         return rc;
@@ -107,7 +135,7 @@ int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corn
         float a0, a1;
         taps(sh, oh, H, align_corners, &h0, &h1, &a0, &a1);
         resize_row(xd + (n * H + h0) * W * C, xd + (n * H + h1) * W * C, a0, a1, cols, Wo, C, ys,
-                   yd + r * Wo * ys);
+                   accumulate, yd + r * Wo * ys);
     }
     free(cols);
     return 0;

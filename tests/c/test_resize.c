@@ -168,3 +168,40 @@ Test(resize, channel_slices_in_place)
     nad_tensor *tensors[] = { x, y, wide, mid, gwide, gmid, g, d1, d2 };
     for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++) nad_tensor_free(tensors[i]);
 }
+
+/* accumulate: y + resize(x), the same bits as a resize into a temporary then the addition, for
+   a contiguous y and for a channel slice; its errors name the mismatch */
+Test(resize, accumulate_adds_the_resized_map)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 16);
+    const int N = 2, C = 5;
+    for (int ac = 0; ac < 2; ac++) {
+        nad_tensor *x = tc_rand(&rng, TC_SIZES(N, 4, 6, C)), *y0 = tc_rand(&rng, TC_SIZES(N, 9, 7, C));
+        nad_tensor *r = tc_empty(), *want = tc_empty(), *y = tc_zeros(TC_SIZES(N, 9, 7, C));
+        cr_assert_eq(nad_resize_bilinear_forward(9, 7, ac, x, r), 0, "%s", nad_last_error());
+        cr_assert_eq(nad_add(1, y0, 1, r, want), 0, "%s", nad_last_error());
+        cr_assert_eq(nad_tensor_copy(y, y0), 0, "%s", nad_last_error());
+        cr_assert_eq(nad_resize_bilinear_accumulate(ac, x, y), 0, "%s", nad_last_error());
+        cr_assert(tc_close(y, want, 0, 0), "align_corners %d", ac);
+        /* into the middle channel slice of a wider tensor: the rest untouched */
+        nad_tensor *wide = tc_zeros(TC_SIZES(N, 9, 7, 3 * C)), *mid = nad_tensor_narrow(wide, 3, C, C);
+        cr_assert_eq(nad_tensor_copy(mid, y0), 0, "%s", nad_last_error());
+        cr_assert_eq(nad_resize_bilinear_accumulate(ac, x, mid), 0, "%s", nad_last_error());
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < 9; h++)
+                for (int w = 0; w < 7; w++)
+                    for (int c = 0; c < 3 * C; c++) {
+                        float want_c = c >= C && c < 2 * C ? *px(want, n, h, w, c - C) : 0.0f;
+                        cr_assert_eq(*px(wide, n, h, w, c), want_c);
+                    }
+        nad_tensor *tensors[] = { x, y0, r, want, y, wide, mid };
+        for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++) nad_tensor_free(tensors[i]);
+    }
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(1, 4, 4, 3)), *y = tc_zeros(TC_SIZES(1, 8, 8, 2));
+    cr_assert_eq(nad_resize_bilinear_accumulate(0, x, y), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "resize_bilinear_accumulate: y [1,8,8,2] does not match "
+                                       "x [1,4,4,3] in batch and channels");
+    nad_tensor_free(x);
+    nad_tensor_free(y);
+}
