@@ -41,6 +41,15 @@ enum { NAD_MAX_DIMS = 5 };
 const char *nad_last_error(void);
 void nad_clear_error(void);
 const char *nad_version(void);
+/* Inference with fixed weights (gemm.c). While frozen, linear and convolution forwards keep
+   their weights packed for the GEMM kernel between calls (up to 64 MiB per calling thread),
+   found again by the weight's and bias's addresses and shapes: a batch-1 forward no longer
+   re-packs every layer. Freeze only while no weight changes: optimiser steps refuse to run
+   while frozen, and freeing any tensor storage drops the packed panels. Writing
+   into weights by other means (through nad_tensor_data) needs a freeze call after it, which
+   drops them too. Process-wide; changing the state drops the panels. */
+void nad_set_weights_frozen(int32_t frozen);
+int32_t nad_weights_frozen(void);
 /* Sets the threads used by OpenBLAS and by the core's own parallel loops (n >= 1). */
 int nad_set_num_threads(int32_t n);
 int32_t nad_get_num_threads(void);

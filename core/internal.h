@@ -48,6 +48,12 @@ void nad_gemm_nn(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, c
                  int64_t ldb, const float *bias, int64_t bias_stride, bool accumulate, float *c,
                  int64_t ldc);
 
+/* nad_gemm_nt (no accumulate) where B and the bias are a layer's weights in parameter memory:
+   while the weights are frozen its packed panel is cached (nad_panel_pack_weights). */
+void nad_gemm_nt_weights(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                         const float *b, int64_t ldb, const float *bias, int64_t bias_stride,
+                         float *c, int64_t ldc);
+
 /* C[m,n] += A^T B for A [k,m] (lda), B [k,n] (ldb): weight gradients (dw += dy^T x). The
    AVX-512 kernel where it runs, else cblas_sgemm; never fails. */
 void nad_gemm_tn_acc(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
@@ -66,6 +72,15 @@ bool nad_panel_available(void);
    kernel does not apply: no AVX-512, AUTONAD_GEMM=blas, more than max_floats, no memory. */
 bool nad_panel_pack(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const float *b,
                     int64_t ldb, const float *bias, int64_t bias_stride, int64_t max_floats);
+/* nad_panel_pack for B and bias in parameter memory (a layer's weights, never a workspace
+   copy): while the weights are frozen the packed panel (up to 16 MiB) is kept between calls
+   and returned again for the same addresses and shapes. Otherwise, and for panels above that,
+   the same as nad_panel_pack. */
+bool nad_panel_pack_weights(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const float *b,
+                            int64_t ldb, const float *bias, int64_t bias_stride,
+                            int64_t max_floats);
+/* How many tensor storage blocks have been freed so far (tensor.c). */
+uint64_t nad_storage_frees(void);
 /* C[rows, n] = A op(B) + bias (+ C when accumulate), in the calling thread, where row i of A is
    nseg segments of k / nseg floats, segment s at a + i * lda + off[s]: one segment (off = {0})
    for a plain matrix, one per tap for a convolution read straight from its (padded) input. */

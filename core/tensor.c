@@ -16,6 +16,11 @@ void *nad_alloc_zeroed(size_t bytes)
 
 void nad_free_aligned(void *p) { free(p); }
 
+/* storage blocks freed so far: the GEMM's cache of packed weights (gemm.c) drops its panels
+   when this changes, since a freed address may come back holding other weights */
+static _Atomic uint64_t storage_frees;
+uint64_t nad_storage_frees(void) { return storage_frees; }
+
 static nad_storage *storage_new(int64_t capacity)
 {
     nad_storage *s = malloc(sizeof *s);
@@ -35,6 +40,7 @@ static void storage_release(nad_storage *s)
     if (s && atomic_fetch_sub(&s->refcount, 1) == 1) {
         nad_free_aligned(s->data);
         free(s);
+        storage_frees++;
     }
 }
 
@@ -218,6 +224,7 @@ int nad_tensor_resize(nad_tensor *t, int32_t ndim, const int64_t *sizes)
         float *data = nad_alloc_zeroed((size_t)need * sizeof(float));
         if (!data) return nad_fail(NAD_ENOMEM, "tensor_resize: out of memory");
         nad_free_aligned(t->storage->data);
+        storage_frees++;
         t->storage->data = data;
         t->storage->capacity = need;
     }

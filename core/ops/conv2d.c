@@ -535,6 +535,12 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
         }
         return act ? nad_gelu_forward(out, act) : 0;
     }
+    /* read in place, w and b are parameter memory: while the weights are frozen their packed
+       panel is cached (nad_panel_pack_weights), keyed by these addresses, not the workspace
+       copy of the bias above */
+    const bool cacheable = ldw && g.g == 1;
+    const float *b_param = b ? nad_data(b) : NULL;
+    const int64_t b_stride = b ? b->stride[0] : 0;
     if (!ldw) {
         pack_rows(&g, w, base + o_w);
         wd = base + o_w;
@@ -542,6 +548,10 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     }
     if (g.path == PATH_1X1) {
         /* y_g[rows, Cog] = x_g[rows, Cig] w_g[Cog, Cig]^T, x read in place (lda = Ci) */
+        if (cacheable) {
+            nad_gemm_nt_weights(g.rows, g.co, g.ci, xd, g.ci, wd, ldw, b_param, b_stride, yd, g.co);
+            return act ? nad_gelu_forward(out, act) : 0;
+        }
         for (int64_t gr = 0; gr < g.g; gr++)
             nad_gemm_nt(g.rows, g.cog, g.cig, xd + gr * g.cig, g.ci, wd + gr * g.cog * ldw, ldw,
                         bias ? bias + gr * g.cog : NULL, 1, false, yd + gr * g.cog, g.co);
@@ -549,7 +559,10 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     }
     if (implicit) {
         nad_panel pn;
-        if (!nad_panel_pack(&pn, true, g.co, g.kcg, wd, ldw, bias, 1, IMPLICIT_PANEL_MAX))
+        if (!(cacheable ? nad_panel_pack_weights(&pn, true, g.co, g.kcg, wd, ldw, b_param,
+                                                 b_stride, IMPLICIT_PANEL_MAX)
+                        : nad_panel_pack(&pn, true, g.co, g.kcg, wd, ldw, bias, 1,
+                                         IMPLICIT_PANEL_MAX)))
             return nad_fail(NAD_ENOMEM, "%s: out of memory for the packed weights", fn);
         implicit_forward(&g, &pn, xd, base + o_cols, yd);
         return act ? nad_gelu_forward(out, act) : 0;

@@ -163,17 +163,31 @@ void nad_panel_rows(const nad_panel *pn, int64_t rows, const float *a, int64_t l
     if (rows > 0) panel_rows(pn, rows, a, lda, nseg, off, accumulate, c, ldc);
 }
 
-/* the whole product: threads take blocks of 24 rows (a multiple of every largest MR) */
+/* the whole product: threads take blocks of 24 rows (a multiple of every largest MR). With
+   fewer than MANY_ROWS rows a panel larger than L2 (a cached one, see below) goes in column
+   chunks of at most PANEL_SMALL floats, each chunk through all the rows before the next:
+   rows outer, every block of 24 rows would stream the whole panel from L3 again. Work items
+   are (chunk, row block) pairs, so threads split the chunks. */
 static void run(const nad_panel *pn, int64_t m, const float *a, int64_t lda, bool accumulate,
                 float *c, int64_t ldc)
 {
     enum { ROWS = 24 };
     static const int64_t zero = 0;
-    int64_t nrb = (m + ROWS - 1) / ROWS;
+    int64_t nrb = (m + ROWS - 1) / ROWS, cw = pn->ldp;
+    if (m < MANY_ROWS && (pn->k + 1) * pn->ldp > PANEL_SMALL) {
+        cw = PANEL_SMALL / (pn->k + 1) / 64 * 64;
+        if (cw < 64) cw = 64;
+    }
+    int64_t nch = (pn->n + cw - 1) / cw;
     #pragma omp parallel for schedule(static) if (m * pn->n * pn->k > NAD_PAR_FMAS)
-    for (int64_t rb = 0; rb < nrb; rb++) {
-        int64_t r0 = rb * ROWS, nr = m - r0 < ROWS ? m - r0 : ROWS;
-        panel_rows(pn, nr, a + r0 * lda, lda, 1, &zero, accumulate, c + r0 * ldc, ldc);
+    for (int64_t item = 0; item < nch * nrb; item++) {
+        int64_t c0 = item / nrb * cw, r0 = item % nrb * ROWS;
+        int64_t nr = m - r0 < ROWS ? m - r0 : ROWS;
+        nad_panel sub = *pn;
+        sub.p = pn->p + c0;
+        sub.bias = pn->bias ? pn->bias + c0 : NULL;
+        sub.n = pn->n - c0 < cw ? pn->n - c0 : cw;
+        panel_rows(&sub, nr, a + r0 * lda, lda, 1, &zero, accumulate, c + r0 * ldc + c0, ldc);
     }
 }
 
@@ -237,14 +251,10 @@ TARGET static void pack_transposed(int64_t n, int64_t k, const float *b, int64_t
 
 bool nad_panel_available(void) { return have_avx512() && kernel_enabled(); }
 
-bool nad_panel_pack(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const float *b,
-                    int64_t ldb, const float *bias, int64_t bias_stride, int64_t max_floats)
+static void pack_into(float *p, bool b_trans, int64_t n, int64_t k, const float *b, int64_t ldb,
+                      const float *bias, int64_t bias_stride, nad_panel *pn)
 {
     int64_t ldp = (n + 15) / 16 * 16;
-    if (n < 1 || k < 1 || (k + 1) * ldp > max_floats || !nad_panel_available())
-        return false;
-    float *p = panel_get((size_t)((k + 1) * ldp));
-    if (!p) return false;
     if (b_trans)
         pack_transposed(n, k, b, ldb, p, ldp);
     else
@@ -258,6 +268,102 @@ bool nad_panel_pack(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const flo
         for (int64_t j = n; j < ldp; j++) pb[j] = 0.0f;
     }
     *pn = (nad_panel){.p = p, .bias = pb, .k = k, .n = n, .ldp = ldp};
+}
+
+bool nad_panel_pack(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const float *b,
+                    int64_t ldb, const float *bias, int64_t bias_stride, int64_t max_floats)
+{
+    int64_t ldp = (n + 15) / 16 * 16;
+    if (n < 1 || k < 1 || (k + 1) * ldp > max_floats || !nad_panel_available())
+        return false;
+    float *p = panel_get((size_t)((k + 1) * ldp));
+    if (!p) return false;
+    pack_into(p, b_trans, n, k, b, ldb, bias, bias_stride, pn);
+    return true;
+}
+
+/* ---- frozen weights: packed panels kept between calls ----
+   While the weights are frozen (inference: nad_set_weights_frozen), a layer's packed weights
+   stay in a per-thread cache keyed by the addresses and shapes of its weight and bias, so a
+   batch-1 forward stops re-packing every layer (about 4 % of a small subnet's forward, more
+   where the panel is larger than L2 and the product went to OpenBLAS instead). Any change of
+   the frozen state, and any tensor storage freed (its address may come back with other
+   contents: nad_storage_frees), makes the entries stale; stale entries are dropped when met. */
+enum { CACHE_SLOTS = 128 };
+static const size_t CACHE_BYTES = (size_t)64 << 20; /* per calling thread */
+
+typedef struct cached_panel {
+    const float *b, *bias;
+    int64_t n, k, ldb, bias_stride;
+    bool b_trans;
+    uint64_t epoch, frees, used;
+    float *p;
+    size_t bytes;
+    nad_panel pn;
+} cached_panel;
+
+static _Atomic int weights_frozen;
+static _Atomic uint64_t weights_epoch = 1;
+static _Thread_local cached_panel cache[CACHE_SLOTS];
+static _Thread_local size_t cache_bytes;
+static _Thread_local uint64_t cache_clock;
+
+void nad_set_weights_frozen(int32_t frozen)
+{
+    weights_frozen = frozen != 0;
+    weights_epoch++;
+}
+
+int32_t nad_weights_frozen(void) { return weights_frozen; }
+
+static void cache_drop(cached_panel *e)
+{
+    nad_free_aligned(e->p);
+    cache_bytes -= e->bytes;
+    *e = (cached_panel){0};
+}
+
+bool nad_panel_pack_weights(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const float *b,
+                            int64_t ldb, const float *bias, int64_t bias_stride,
+                            int64_t max_floats)
+{
+    int64_t ldp = (n + 15) / 16 * 16;
+    size_t bytes = (size_t)((k + 1) * ldp) * sizeof(float);
+    if (!weights_frozen || n < 1 || k < 1 || (k + 1) * ldp > max_floats ||
+        bytes > CACHE_BYTES / 4 || !nad_panel_available())
+        return nad_panel_pack(pn, b_trans, n, k, b, ldb, bias, bias_stride, max_floats);
+    uint64_t epoch = weights_epoch, frees = nad_storage_frees();
+    cached_panel *slot = NULL;
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        cached_panel *e = &cache[i];
+        if (e->p && (e->epoch != epoch || e->frees != frees)) cache_drop(e);
+        if (!e->p) {
+            if (!slot) slot = e;
+            continue;
+        }
+        if (e->b == b && e->bias == bias && e->n == n && e->k == k && e->ldb == ldb &&
+            e->bias_stride == bias_stride && e->b_trans == b_trans) {
+            e->used = ++cache_clock;
+            *pn = e->pn;
+            return true;
+        }
+    }
+    /* a miss: evict the least recently used entries until this one fits */
+    while (!slot || cache_bytes + bytes > CACHE_BYTES) {
+        cached_panel *lru = NULL;
+        for (int i = 0; i < CACHE_SLOTS; i++)
+            if (cache[i].p && (!lru || cache[i].used < lru->used)) lru = &cache[i];
+        if (!lru) break;
+        cache_drop(lru);
+        if (!slot) slot = lru;
+    }
+    float *p = slot ? nad_alloc_zeroed(bytes) : NULL;
+    if (!p) return nad_panel_pack(pn, b_trans, n, k, b, ldb, bias, bias_stride, max_floats);
+    pack_into(p, b_trans, n, k, b, ldb, bias, bias_stride, pn);
+    *slot = (cached_panel){.b = b, .bias = bias, .n = n, .k = k, .ldb = ldb,
+                           .bias_stride = bias_stride, .b_trans = b_trans, .epoch = epoch,
+                           .frees = frees, .used = ++cache_clock, .p = p, .bytes = bytes, .pn = *pn};
+    cache_bytes += bytes;
     return true;
 }
 
@@ -273,9 +379,9 @@ static void add_bias_rows(int64_t m, int64_t n, const float *bias, int64_t bs, b
     }
 }
 
-static void gemm(bool b_trans, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                 const float *b, int64_t ldb, const float *bias, int64_t bias_stride,
-                 bool accumulate, float *c, int64_t ldc)
+static void gemm(bool b_trans, bool weights, int64_t m, int64_t n, int64_t k, const float *a,
+                 int64_t lda, const float *b, int64_t ldb, const float *bias,
+                 int64_t bias_stride, bool accumulate, float *c, int64_t ldc)
 {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) { /* no inner dim: C = bias (+ C) or 0 (+ C) */
@@ -288,8 +394,13 @@ static void gemm(bool b_trans, int64_t m, int64_t n, int64_t k, const float *a, 
        when there are enough rows to repay packing it); measured against OpenBLAS 0.3.21 at 1
        and 2 threads (bench/bench_gemm_layers.c) */
     nad_panel pn;
-    if (m >= 12 && nad_panel_pack(&pn, b_trans, n, k, b, ldb, bias, bias_stride,
-                                  m >= MANY_ROWS ? PANEL_MAX : PANEL_SMALL)) {
+    /* a cached panel costs no packing: any size (run() keeps it in L2 by column chunks) */
+    int64_t max_floats = m >= MANY_ROWS ? PANEL_MAX : PANEL_SMALL;
+    if (m >= 12 && (weights ? nad_panel_pack_weights(&pn, b_trans, n, k, b, ldb, bias,
+                                                     bias_stride,
+                                                     weights_frozen ? INT64_MAX : max_floats)
+                            : nad_panel_pack(&pn, b_trans, n, k, b, ldb, bias, bias_stride,
+                                             max_floats))) {
         run(&pn, m, a, lda, accumulate, c, ldc);
         return;
     }
@@ -304,14 +415,21 @@ void nad_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, c
                  int64_t ldb, const float *bias, int64_t bias_stride, bool accumulate, float *c,
                  int64_t ldc)
 {
-    gemm(true, m, n, k, a, lda, b, ldb, bias, bias_stride, accumulate, c, ldc);
+    gemm(true, false, m, n, k, a, lda, b, ldb, bias, bias_stride, accumulate, c, ldc);
+}
+
+void nad_gemm_nt_weights(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                         const float *b, int64_t ldb, const float *bias, int64_t bias_stride,
+                         float *c, int64_t ldc)
+{
+    gemm(true, true, m, n, k, a, lda, b, ldb, bias, bias_stride, false, c, ldc);
 }
 
 void nad_gemm_nn(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
                  int64_t ldb, const float *bias, int64_t bias_stride, bool accumulate, float *c,
                  int64_t ldc)
 {
-    gemm(false, m, n, k, a, lda, b, ldb, bias, bias_stride, accumulate, c, ldc);
+    gemm(false, false, m, n, k, a, lda, b, ldb, bias, bias_stride, accumulate, c, ldc);
 }
 
 /* ---- weight gradients: C[m,n] += A^T B, A [k,m], B [k,n] (dw += dy^T x) ----

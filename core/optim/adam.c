@@ -79,6 +79,9 @@ int nad_adam_step(const nad_adam_params *p, const nad_tensor *grad, nad_tensor *
                   nad_tensor *exp_avg, nad_tensor *exp_avg_sq)
 {
     const char *fn = "adam_step";
+    if (nad_weights_frozen())
+        return nad_fail(NAD_ESTATE, "%s: the weights are frozen for inference "
+                                    "(nad_set_weights_frozen): unfreeze them before a step", fn);
     int rc = check_args(fn, p, grad, param, exp_avg, exp_avg_sq);
     if (rc) return rc;
     /* The scalars as PyTorch forms them: in double from the hyper-parameters, then used in

@@ -92,6 +92,9 @@ int nad_sgd_step(const nad_sgd_params *p, int32_t first_step, const nad_tensor *
                  nad_tensor *param, nad_tensor *momentum_buf)
 {
     const char *fn = "sgd_step";
+    if (nad_weights_frozen())
+        return nad_fail(NAD_ESTATE, "%s: the weights are frozen for inference "
+                                    "(nad_set_weights_frozen): unfreeze them before a step", fn);
     int rc = check_args(fn, p, grad, param, momentum_buf);
     if (rc) return rc;
     sgd_k k = {p->lr, p->momentum, 1.0f - p->dampening, p->weight_decay, first_step != 0,

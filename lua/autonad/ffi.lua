@@ -71,4 +71,8 @@ function M.check_ptr(p)
     return p
 end
 
+--- Call after writing into weights by any means (a copy, a checkpoint load): drops the packed
+--- weight panels the core keeps while weights are frozen (nad_set_weights_frozen).
+function M.weights_changed() M.C.nad_set_weights_frozen(M.C.nad_weights_frozen()) end
+
 return M

@@ -167,3 +167,113 @@ Test(gemm, tn_acc_same_bits_at_any_thread_count)
     cr_assert(memcmp(c1, c2, sizeof(float) * (size_t)(s.m * s.n)) == 0);
     free(a); free(b); free(c1); free(c2);
 }
+
+/* ---- frozen weights: packed panels kept between calls (nad_set_weights_frozen) ---- */
+
+/* y = x w^T + b through nad_linear_forward, frozen or not. y is made with its final shape:
+   growing a tensor frees its old storage, which (rightly) drops the packed panels. */
+static nad_tensor *linear_out(const nad_tensor *x, const nad_tensor *w, const nad_tensor *b)
+{
+    nad_tensor *y = tc_zeros(TC_SIZES(nad_tensor_size(x, 0), nad_tensor_size(w, 0)));
+    cr_assert_eq(nad_linear_forward(x, w, b, y), 0, "%s", nad_last_error());
+    return y;
+}
+
+/* The cached panel gives the same numbers as packing each call (the same bits where both run
+   the kernel; a panel larger than L2 goes to OpenBLAS unfrozen, to the kernel in column chunks
+   frozen), for a leading slice of a weight too; writing into the weights and then
+   freezing again (what autonad.ffi.weights_changed does) is seen; so is a weight freed and
+   another allocated, whatever address it gets. */
+Test(gemm, frozen_weights_same_bits_and_changes_seen)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 40);
+    const int64_t shapes[][2] = {{300, 96}, {2048, 160}};
+    for (int s = 0; s < 2; s++) {
+        int64_t out = shapes[s][0], in = shapes[s][1];
+        nad_tensor *x = tc_rand(&rng, TC_SIZES(64, in)), *w = tc_rand(&rng, TC_SIZES(out, in));
+        nad_tensor *b = tc_rand(&rng, TC_SIZES(out));
+        nad_tensor *ws = nad_tensor_narrow(w, 0, 0, out - 5), *bs = nad_tensor_narrow(b, 0, 0, out - 5);
+        nad_tensor *wneg = tc_zeros(TC_SIZES(out, in));
+        for (int64_t i = 0; i < nad_tensor_numel(w); i++) *tc_at(wneg, i) = -2.0f * *tc_at(w, i);
+        nad_set_weights_frozen(0);
+        nad_tensor *want = linear_out(x, w, b), *want_s = linear_out(x, ws, bs);
+        nad_tensor *want2 = linear_out(x, wneg, b);
+        nad_set_weights_frozen(1);
+        cr_assert_eq(nad_weights_frozen(), 1);
+        double tol = s == 0 ? 0 : 1e-5;
+        nad_tensor *ys[2], *yss[2]; /* freed at the end: a free would drop the panels */
+        for (int rep = 0; rep < 2; rep++) { /* the first packs, the second finds the panel */
+            ys[rep] = linear_out(x, w, b);
+            yss[rep] = linear_out(x, ws, bs);
+            cr_assert(tc_close(ys[rep], want, tol, tol), "shape %d rep %d", s, rep);
+            cr_assert(tc_close(yss[rep], want_s, tol, tol), "slice, shape %d rep %d", s, rep);
+        }
+        cr_assert(tc_close(ys[1], ys[0], 0, 0), "cached = packed, shape %d", s);
+        /* new weights written in place: unannounced, the packed panel is still used (the
+           contract: announce writes); after the freeze call that announces them, they count */
+        nad_tensor *before = linear_out(x, w, b);
+        for (int64_t i = 0; i < nad_tensor_numel(w); i++) *tc_at(w, i) *= -2.0f;
+        nad_tensor *stale = linear_out(x, w, b);
+        cr_assert(tc_close(stale, before, 0, 0), "the panel was not cached, shape %d", s);
+        nad_set_weights_frozen(1);
+        nad_tensor *y2 = linear_out(x, w, b);
+        cr_assert(tc_close(y2, want2, tol, tol), "after writing the weights, shape %d", s);
+        /* a weight freed and a new one allocated (maybe at the same address) */
+        nad_tensor_free(ws);
+        nad_tensor_free(w);
+        w = tc_rand(&rng, TC_SIZES(out, in));
+        nad_tensor *y3 = linear_out(x, w, b);
+        nad_set_weights_frozen(0);
+        nad_tensor *want3 = linear_out(x, w, b);
+        cr_assert(tc_close(y3, want3, tol, tol), "new weight tensor, shape %d", s);
+        nad_tensor *all[] = {x, w, b, bs, want, want_s, want2, y2, y3, want3, wneg, before, stale,
+                             ys[0], ys[1], yss[0], yss[1]};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+    }
+}
+
+/* Convolutions read in place (1x1 and the implicit 3x3) give the same bits frozen */
+Test(gemm, frozen_weights_convolutions)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 41);
+    nad_workspace *ws = nad_workspace_new(0);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(2, 12, 12, 32));
+    for (int k = 1; k <= 3; k += 2) {
+        nad_conv2d_params p = {1, k / 2, 1, 1};
+        nad_tensor *w = tc_rand(&rng, TC_SIZES(48, k, k, 32)), *b = tc_rand(&rng, TC_SIZES(48));
+        nad_tensor *want = tc_empty(), *y = tc_empty();
+        nad_set_weights_frozen(0);
+        cr_assert_eq(nad_conv2d_forward(ws, &p, x, w, b, want), 0, "%s", nad_last_error());
+        nad_set_weights_frozen(1);
+        for (int rep = 0; rep < 2; rep++) {
+            cr_assert_eq(nad_conv2d_forward(ws, &p, x, w, b, y), 0, "%s", nad_last_error());
+            cr_assert(tc_close(y, want, 0, 0), "k %d rep %d", k, rep);
+        }
+        nad_set_weights_frozen(0);
+        nad_tensor *all[] = {w, b, want, y};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+    }
+    nad_tensor_free(x);
+    nad_workspace_free(ws);
+}
+
+/* an optimiser step while frozen is refused, naming why; unfrozen it runs */
+Test(gemm, frozen_weights_refuse_optimiser_steps)
+{
+    nad_tensor *w = tc_zeros(TC_SIZES(4)), *g = tc_zeros(TC_SIZES(4));
+    nad_tensor *m = tc_zeros(TC_SIZES(4)), *v = tc_zeros(TC_SIZES(4));
+    nad_adam_params a = {0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, 1};
+    nad_sgd_params s = {0.1f, 0.0f, 0.0f, 0.0f, 0};
+    nad_set_weights_frozen(1);
+    cr_assert_eq(nad_adam_step(&a, g, w, m, v), NAD_ESTATE);
+    cr_assert_str_eq(nad_last_error(), "adam_step: the weights are frozen for inference "
+                                       "(nad_set_weights_frozen): unfreeze them before a step");
+    cr_assert_eq(nad_sgd_step(&s, 1, g, w, NULL), NAD_ESTATE);
+    nad_set_weights_frozen(0);
+    cr_assert_eq(nad_adam_step(&a, g, w, m, v), 0, "%s", nad_last_error());
+    cr_assert_eq(nad_sgd_step(&s, 1, g, w, NULL), 0, "%s", nad_last_error());
+    nad_tensor *all[] = {w, g, m, v};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+}

@@ -44,6 +44,7 @@ function M.load_supernet(ctx)
         for name, v in pairs(net:params():named_values()) do
             v:copy(t['w/' .. name] or error('autonad: ' .. p .. ' lacks weight ' .. name, 0))
         end
+        require('autonad.ffi').weights_changed()
         ctx._supernet_loaded = true
     end
     return net

@@ -88,6 +88,7 @@ function M.run(ctx, opts)
             if not src then error('autonad: ' .. ctx:path(CKPT) .. ' lacks weight ' .. name, 0) end
             v:copy(src)
         end
+        require('autonad.ffi').weights_changed()
         optstate.unpack(opt, entries, meta.optimizer, t)
         sampler:set_state(meta.sampler_rng)
         net.rng:set_state(meta.net_rng)

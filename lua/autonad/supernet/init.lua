@@ -59,11 +59,14 @@ end
 
 --- With gradients off (evaluation, search, latency, prediction) a forward keeps only what a
 --- later step reads, sharing the rest (buffers.lua), and backward is refused until a forward
---- runs with them on again. Returns the previous setting.
+--- runs with them on again. Turning them off also freezes the weights (process-wide,
+--- nad_set_weights_frozen: layers keep their packed weights between forwards, optimiser
+--- steps are refused); turning them on unfreezes. Returns the previous setting.
 function Supernet:set_grad_enabled(on)
     local was = self.grad_enabled
     on = on ~= false
     if was ~= on then
+        C.nad_set_weights_frozen(on and 0 or 1)
         for _, st in ipairs(self.stages) do st:bind(on, self.pools) end
         self.head:bind(on, self.pools.head_inf, self.pools.head_grad)
         self.grad_enabled = on

@@ -87,6 +87,7 @@ function Params:load_active(tensors, source)
             v:copy(t)
         end
     end
+    require('autonad.ffi').weights_changed()
 end
 
 --- Every full value tensor by name (for supernet checkpoints).
