@@ -229,10 +229,16 @@ class MFAM(nn.Module):
             lat = self.lateral[s - 1](fs)
             f = F.interpolate(f, size=fs.shape[2:], mode="bilinear", align_corners=False) + lat
             outs[s - 1] = self.out[s - 1](f)
-        s1 = f1.shape[2:]
-        up = [F.interpolate(t, size=s1, mode="bilinear", align_corners=False)
-              for t in (outs[1], outs[2], pm)]
-        y = self.seg2(self.seg1(self.fuse(torch.cat([outs[0]] + up, dim=1))))
+        # fuse(cat(o1, up(o2), up(o3), up(pm))) computed as autonad computes it: the 1x1
+        # conv commutes with the resize, so each part's D x D block of the fuse weight runs
+        # at the part's own resolution before its resize (the same result, a quarter of the
+        # full-resolution products; autonad's Mfam:fuse_step)
+        s1, w, d = f1.shape[2:], self.fuse.conv.weight, self.fuse.conv.weight.shape[0]
+        z = F.conv2d(outs[0], w[:, :d], self.fuse.conv.bias)
+        for i, t in enumerate((outs[1], outs[2], pm), 1):
+            z = z + F.interpolate(F.conv2d(t, w[:, i * d:(i + 1) * d]), size=s1, mode="bilinear",
+                                  align_corners=False)
+        y = self.seg2(self.seg1(F.relu(self.fuse.gn(z))))
         y = F.interpolate(y, size=size, mode="bilinear", align_corners=True)
         return self.out_conv(y)
 
