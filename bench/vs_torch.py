@@ -305,7 +305,7 @@ def main():
         for size in sizes:
             for d in widths:
                 path, meta = ckpts[s, size, d]
-                flops = 2.0 * meta["macs"]
+                flops = 2.0 * (meta["macs"] - fuse_skipped_macs(size, d))
                 for t in threads:
                     for mode in modes:
                         row = run_row(a, servers, styles, env_a, path, t, mode)
@@ -345,6 +345,16 @@ def main():
     print("# sgemm again at the end: %s GFLOP/s; load average at end: %s; %.0f s in all"
           % (", ".join("%d thread(s) %.1f" % (t, g) for t, g in after.items()),
              " ".join(open("/proc/loadavg").read().split()[:3]), time.time() - t_start))
+
+
+def fuse_skipped_macs(size, d):
+    """MACs per image that both sides skip by computing the decoder fuse part by part before
+    the resize (docs/supernet.md): the counted 4D -> D conv at stage 1's resolution, less the
+    three D -> D convs at stages 2-4's. The GFLOP column is the work actually done."""
+    h = [(size + 2 * 3 - 7) // 4 + 1]                 # stage 1: 7x7 stride-4 patch embedding
+    for _ in range(3):
+        h.append((h[-1] + 2 - 3) // 2 + 1)            # stages 2-4: 3x3 stride 2
+    return 3 * h[0] ** 2 * d * d - sum(x * x for x in h[1:]) * d * d
 
 
 def run_row(a, servers, styles, env_a, path, t, mode):
