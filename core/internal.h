@@ -73,9 +73,9 @@ bool nad_panel_available(void);
 bool nad_panel_pack(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const float *b,
                     int64_t ldb, const float *bias, int64_t bias_stride, int64_t max_floats);
 /* nad_panel_pack for B and bias in parameter memory (a layer's weights, never a workspace
-   copy): while the weights are frozen the packed panel (up to 16 MiB) is kept between calls
-   and returned again for the same addresses and shapes. Otherwise, and for panels above that,
-   the same as nad_panel_pack. */
+   copy): while the weights are frozen the packed panel (up to 16 MiB, whatever max_floats)
+   is kept between calls, while the cache has room, and returned again for the same addresses
+   and shapes. Otherwise the same as nad_panel_pack. */
 bool nad_panel_pack_weights(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const float *b,
                             int64_t ldb, const float *bias, int64_t bias_stride,
                             int64_t max_floats);

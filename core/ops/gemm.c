@@ -163,19 +163,21 @@ void nad_panel_rows(const nad_panel *pn, int64_t rows, const float *a, int64_t l
     if (rows > 0) panel_rows(pn, rows, a, lda, nseg, off, accumulate, c, ldc);
 }
 
-/* the whole product: threads take blocks of 24 rows (a multiple of every largest MR). With
-   fewer than MANY_ROWS rows a panel larger than L2 (a cached one, see below) goes in column
-   chunks of at most PANEL_SMALL floats, each chunk through all the rows before the next:
-   rows outer, every block of 24 rows would stream the whole panel from L3 again. Work items
-   are (chunk, row block) pairs, so threads split the chunks. */
+/* the whole product: threads take blocks of 24 rows (a multiple of every largest MR). A
+   cached panel (see below) may be larger than packing would have allowed: it goes in column
+   chunks, each through all the rows before the next (rows outer, every block of 24 rows would
+   stream the whole panel from L3 or memory again), chunks of at most PANEL_SMALL floats (L2)
+   for fewer than MANY_ROWS rows, of PANEL_MAX for more. Work items are (chunk, row block)
+   pairs, so threads split the chunks. */
 static void run(const nad_panel *pn, int64_t m, const float *a, int64_t lda, bool accumulate,
                 float *c, int64_t ldc)
 {
     enum { ROWS = 24 };
     static const int64_t zero = 0;
     int64_t nrb = (m + ROWS - 1) / ROWS, cw = pn->ldp;
-    if (m < MANY_ROWS && (pn->k + 1) * pn->ldp > PANEL_SMALL) {
-        cw = PANEL_SMALL / (pn->k + 1) / 64 * 64;
+    int64_t limit = m < MANY_ROWS ? PANEL_SMALL : PANEL_MAX;
+    if ((pn->k + 1) * pn->ldp > limit) {
+        cw = limit / (pn->k + 1) / 64 * 64;
         if (cw < 64) cw = 64;
     }
     int64_t nch = (pn->n + cw - 1) / cw;
@@ -296,7 +298,7 @@ typedef struct cached_panel {
     const float *b, *bias;
     int64_t n, k, ldb, bias_stride;
     bool b_trans;
-    uint64_t epoch, frees, used;
+    uint64_t epoch, frees;
     float *p;
     size_t bytes;
     nad_panel pn;
@@ -306,7 +308,6 @@ static _Atomic int weights_frozen;
 static _Atomic uint64_t weights_epoch = 1;
 static _Thread_local cached_panel cache[CACHE_SLOTS];
 static _Thread_local size_t cache_bytes;
-static _Thread_local uint64_t cache_clock;
 
 void nad_set_weights_frozen(int32_t frozen)
 {
@@ -329,8 +330,7 @@ bool nad_panel_pack_weights(nad_panel *pn, bool b_trans, int64_t n, int64_t k, c
 {
     int64_t ldp = (n + 15) / 16 * 16;
     size_t bytes = (size_t)((k + 1) * ldp) * sizeof(float);
-    if (!weights_frozen || n < 1 || k < 1 || (k + 1) * ldp > max_floats ||
-        bytes > CACHE_BYTES / 4 || !nad_panel_available())
+    if (!weights_frozen || n < 1 || k < 1 || bytes > CACHE_BYTES / 4 || !nad_panel_available())
         return nad_panel_pack(pn, b_trans, n, k, b, ldb, bias, bias_stride, max_floats);
     uint64_t epoch = weights_epoch, frees = nad_storage_frees();
     cached_panel *slot = NULL;
@@ -343,26 +343,22 @@ bool nad_panel_pack_weights(nad_panel *pn, bool b_trans, int64_t n, int64_t k, c
         }
         if (e->b == b && e->bias == bias && e->n == n && e->k == k && e->ldb == ldb &&
             e->bias_stride == bias_stride && e->b_trans == b_trans) {
-            e->used = ++cache_clock;
             *pn = e->pn;
             return true;
         }
     }
-    /* a miss: evict the least recently used entries until this one fits */
-    while (!slot || cache_bytes + bytes > CACHE_BYTES) {
-        cached_panel *lru = NULL;
-        for (int i = 0; i < CACHE_SLOTS; i++)
-            if (cache[i].p && (!lru || cache[i].used < lru->used)) lru = &cache[i];
-        if (!lru) break;
-        cache_drop(lru);
-        if (!slot) slot = lru;
-    }
-    float *p = slot ? nad_alloc_zeroed(bytes) : NULL;
+    /* a miss: cache it while there is room; a full cache keeps what it has. (Evicting would
+       thrash: a forward visits its layers in a cycle, so with more weights than the budget
+       least-recently-used eviction drops every panel before its next use, and each refill
+       touches fresh pages.) */
+    if (!slot || cache_bytes + bytes > CACHE_BYTES)
+        return nad_panel_pack(pn, b_trans, n, k, b, ldb, bias, bias_stride, max_floats);
+    float *p = nad_alloc_zeroed(bytes);
     if (!p) return nad_panel_pack(pn, b_trans, n, k, b, ldb, bias, bias_stride, max_floats);
     pack_into(p, b_trans, n, k, b, ldb, bias, bias_stride, pn);
     *slot = (cached_panel){.b = b, .bias = bias, .n = n, .k = k, .ldb = ldb,
                            .bias_stride = bias_stride, .b_trans = b_trans, .epoch = epoch,
-                           .frees = frees, .used = ++cache_clock, .p = p, .bytes = bytes, .pn = *pn};
+                           .frees = frees, .p = p, .bytes = bytes, .pn = *pn};
     cache_bytes += bytes;
     return true;
 }
@@ -394,11 +390,9 @@ static void gemm(bool b_trans, bool weights, int64_t m, int64_t n, int64_t k, co
        when there are enough rows to repay packing it); measured against OpenBLAS 0.3.21 at 1
        and 2 threads (bench/bench_gemm_layers.c) */
     nad_panel pn;
-    /* a cached panel costs no packing: any size (run() keeps it in L2 by column chunks) */
     int64_t max_floats = m >= MANY_ROWS ? PANEL_MAX : PANEL_SMALL;
     if (m >= 12 && (weights ? nad_panel_pack_weights(&pn, b_trans, n, k, b, ldb, bias,
-                                                     bias_stride,
-                                                     weights_frozen ? INT64_MAX : max_floats)
+                                                     bias_stride, max_floats)
                             : nad_panel_pack(&pn, b_trans, n, k, b, ldb, bias, bias_stride,
                                              max_floats))) {
         run(&pn, m, a, lda, accumulate, c, ldc);
