@@ -309,20 +309,25 @@ static _Atomic uint64_t weights_epoch = 1;
 static _Thread_local cached_panel cache[CACHE_SLOTS];
 static _Thread_local size_t cache_bytes;
 
-void nad_set_weights_frozen(int32_t frozen)
-{
-    weights_frozen = frozen != 0;
-    weights_epoch++;
-}
-
-int32_t nad_weights_frozen(void) { return weights_frozen; }
-
 static void cache_drop(cached_panel *e)
 {
     nad_free_aligned(e->p);
     cache_bytes -= e->bytes;
     *e = (cached_panel){0};
 }
+
+/* Other threads' panels go stale and are freed at their next lookup; the calling thread's
+   (usually the only one) are freed now, so that training after an evaluation does not carry
+   up to CACHE_BYTES of dead panels. */
+void nad_set_weights_frozen(int32_t frozen)
+{
+    weights_frozen = frozen != 0;
+    weights_epoch++;
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        if (cache[i].p) cache_drop(&cache[i]);
+}
+
+int32_t nad_weights_frozen(void) { return weights_frozen; }
 
 bool nad_panel_pack_weights(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const float *b,
                             int64_t ldb, const float *bias, int64_t bias_stride,
