@@ -1,8 +1,9 @@
 /* conv2d.c: 2-D convolution on channels-last maps, x[N,H,W,Ci] * w[Co,K,K,Ci/groups], forward
-   and backward. Three paths: 1x1 stride-1 as plain GEMMs on x, depthwise as direct loops over
-   contiguous channels, the rest as GEMMs over the (padded) input read in place (forward, with
-   the AVX-512 kernel) or NHWC im2col in bounded chunks. Used by the patch
-   embeddings, the conv mixer, Mix-FFN's depthwise conv and the decoder (5x5 super-kernel views). */
+   and backward. Four paths: 1x1 stride-1 as plain GEMMs on x, depthwise as direct loops over
+   contiguous channels (conv2d_depthwise.c), grouped with few outputs per group as loops over
+   the outputs (conv2d_grouped.c), the rest as GEMMs over the (padded) input read in place
+   (with the AVX-512 kernel) or NHWC im2col in bounded chunks. Used by the patch embeddings,
+   the conv mixer, Mix-FFN's depthwise conv and the decoder (5x5 super-kernel views). */
 #include "conv2d.h"
 #include <omp.h>
 #include <string.h>
@@ -252,121 +253,6 @@ static void add_colsum(const float *dy, int64_t rows, int64_t co, int64_t nparts
     }
 }
 
-/* ---- grouped with few outputs per group (the conv mixer: Ci 288, groups 32, Co/groups 1..8).
-   Per-group GEMMs would be cog wide and im2col memory-bound, so instead x is gathered per image
-   into xg[H][W][Cig][Co], xg[..][j][o] = x[..][(o / cog) Cig + j], and weights into
-   wg[K*K][Cig][Co]: the conv becomes loops over Co as contiguous lanes (a depthwise conv over
-   Cig*Co channels, summed over j). ---- */
-
-
-static void gather_image(const geom *g, const float *xn, float *xg)
-{
-    const int64_t cg = g->cig * g->co;
-    #pragma omp parallel for schedule(static) if (g->h * g->w * cg > NAD_PAR_FLOATS)
-    for (int64_t pix = 0; pix < g->h * g->w; pix++) {
-        const float *src = xn + pix * g->ci;
-        float *dst = xg + pix * cg;
-        for (int64_t j = 0; j < g->cig; j++)
-            for (int64_t gr = 0; gr < g->g; gr++)
-                for (int64_t o = 0; o < g->cog; o++)
-                    dst[j * g->co + gr * g->cog + o] = src[gr * g->cig + j];
-    }
-}
-
-static void pack_grouped(const geom *g, const nad_tensor *w, float *wg)
-{
-    const float *src = nad_data(w);
-    for (int64_t o = 0; o < g->co; o++)
-        for (int64_t kh = 0; kh < g->k; kh++)
-            for (int64_t kw = 0; kw < g->k; kw++)
-                for (int64_t j = 0; j < g->cig; j++)
-                    wg[((kh * g->k + kw) * g->cig + j) * g->co + o] = src[w_off(w, o, kh, kw, j)];
-}
-
-/* y[ho][wo][o] = bias[o] + sum_{tap, j} xg[hi][wi][j][o] wg[tap][j][o], one image */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-gr_forward_row(const geom *g, const float *xg, const float *wg, const float *bias, int64_t ho,
-               float *y)
-{
-    const int64_t co = g->co, cg = g->cig * co;
-    for (int64_t wo = 0; wo < g->wo; wo++) {
-        float *acc = y + (ho * g->wo + wo) * co;
-        if (bias)
-            memcpy(acc, bias, (size_t)co * sizeof(float));
-        else
-            memset(acc, 0, (size_t)co * sizeof(float));
-        for (int64_t kh = 0; kh < g->k; kh++) {
-            int64_t hi = ho * g->s - g->pad + kh * g->d;
-            if (hi < 0 || hi >= g->h) continue;
-            for (int64_t kw = 0; kw < g->k; kw++) {
-                int64_t wi = wo * g->s - g->pad + kw * g->d;
-                if (wi < 0 || wi >= g->w) continue;
-                const float *xp = xg + (hi * g->w + wi) * cg, *wp = wg + (kh * g->k + kw) * cg;
-                for (int64_t j = 0; j < g->cig; j++) {
-                    #pragma omp simd
-                    for (int64_t o = 0; o < co; o++) acc[o] += xp[j * co + o] * wp[j * co + o];
-                }
-            }
-        }
-    }
-}
-
-/* dx row hi of one image: t[j][o] = sum over (ho, wo, tap) reading (hi, wi) of
-   dy[ho][wo][o] wg[tap][j][o]; dx[wi][gr Cig + j] = sum over o in group gr of t[j][o] */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-gr_dx_row(const geom *g, const float *dy, const float *wg, int64_t hi, float *t, float *dx)
-{
-    const int64_t co = g->co, cg = g->cig * co;
-    for (int64_t wi = 0; wi < g->w; wi++) {
-        memset(t, 0, (size_t)cg * sizeof(float));
-        for (int64_t kh = 0; kh < g->k; kh++) {
-            int64_t a = hi + g->pad - kh * g->d;
-            if (a < 0 || a % g->s || a / g->s >= g->ho) continue;
-            for (int64_t kw = 0; kw < g->k; kw++) {
-                int64_t u = wi + g->pad - kw * g->d;
-                if (u < 0 || u % g->s || u / g->s >= g->wo) continue;
-                const float *dp = dy + ((a / g->s) * g->wo + u / g->s) * co;
-                const float *wp = wg + (kh * g->k + kw) * cg;
-                for (int64_t j = 0; j < g->cig; j++) {
-                    #pragma omp simd
-                    for (int64_t o = 0; o < co; o++) t[j * co + o] += dp[o] * wp[j * co + o];
-                }
-            }
-        }
-        float *d = dx + (hi * g->w + wi) * g->ci;
-        for (int64_t gr = 0; gr < g->g; gr++)
-            for (int64_t j = 0; j < g->cig; j++) {
-                float sum = 0;
-                for (int64_t o = 0; o < g->cog; o++) sum += t[j * co + gr * g->cog + o];
-                d[gr * g->cig + j] = sum;
-            }
-    }
-}
-
-/* a[tap][j][o] += sum over wo of dy[ho][wo][o] xg[hi][wi][j][o], one image */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-gr_dw_row(const geom *g, const float *xg, const float *dy, int64_t ho, float *a)
-{
-    const int64_t co = g->co, cg = g->cig * co;
-    for (int64_t wo = 0; wo < g->wo; wo++) {
-        const float *dp = dy + (ho * g->wo + wo) * co;
-        for (int64_t kh = 0; kh < g->k; kh++) {
-            int64_t hi = ho * g->s - g->pad + kh * g->d;
-            if (hi < 0 || hi >= g->h) continue;
-            for (int64_t kw = 0; kw < g->k; kw++) {
-                int64_t wi = wo * g->s - g->pad + kw * g->d;
-                if (wi < 0 || wi >= g->w) continue;
-                const float *xp = xg + (hi * g->w + wi) * cg;
-                float *ap = a + (kh * g->k + kw) * cg;
-                for (int64_t j = 0; j < g->cig; j++) {
-                    #pragma omp simd
-                    for (int64_t o = 0; o < co; o++) ap[j * co + o] += dp[o] * xp[j * co + o];
-                }
-            }
-        }
-    }
-}
-
 /* ---- the GEMM path without im2col ----
    With the AVX-512 kernel (gemm.c) an output row (n, ho) is one product of Wo rows read
    straight from the input: image n is copied once into a zero-padded [Hp][Wp][Ci] buffer, and
@@ -467,6 +353,18 @@ static void flip_weights(const geom *g, const float *wd, int64_t ldw, float *wt)
 
 /* ---- forward ---- */
 
+/* y = a w^T + bias: weights read from parameter memory (in_params) go through the frozen
+   weights' panel cache, a workspace copy of them never does */
+static void gemm_nt_w(bool in_params, int64_t m, int64_t n, int64_t k, const float *a,
+                      int64_t lda, const float *w, int64_t ldw, const float *bias,
+                      int64_t bias_stride, float *y, int64_t ldy)
+{
+    if (in_params)
+        nad_gemm_nt_weights(m, n, k, a, lda, w, ldw, bias, bias_stride, y, ldy);
+    else
+        nad_gemm_nt(m, n, k, a, lda, w, ldw, bias, bias_stride, false, y, ldy);
+}
+
 /* y = conv(x, w) + b, and with act: act = GELU(y). The depthwise path applies GELU to each
    row as it is made (still in cache); the others over the whole output after. With act, y may
    be NULL: the pre-activation is then not kept (act holds it until GELU runs in place). */
@@ -507,7 +405,7 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
 
     const float *xd = nad_data(x), *wd = nad_data(w);
     float *yd = nad_data(out), *ad = act ? nad_data(act) : NULL, *bias = NULL;
-    if (b) {
+    if (b && (g.path == PATH_DEPTHWISE || g.path == PATH_GROUPED)) { /* their kernels: contiguous */
         bias = base + o_b;
         const float *bd = nad_data(b);
         for (int64_t c = 0; c < g.co; c++) bias[c] = bd[c * b->stride[0]];
@@ -526,21 +424,21 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     }
     if (g.path == PATH_GROUPED) {
         float *wg = base + o_w, *xg = base + o_cols;
-        pack_grouped(&g, w, wg);
+        nad_gr_pack_weights(&g, w, wg);
         for (int64_t n = 0; n < g.n; n++) {
-            gather_image(&g, xd + n * g.h * g.w * g.ci, xg);
+            nad_gr_gather_image(&g, xd + n * g.h * g.w * g.ci, xg);
             float *yn = yd + n * g.ho * g.wo * g.co;
             #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * g.cig * g.co > NAD_PAR_FMAS / 4)
-            for (int64_t ho = 0; ho < g.ho; ho++) gr_forward_row(&g, xg, wg, bias, ho, yn);
+            for (int64_t ho = 0; ho < g.ho; ho++) nad_gr_forward_row(&g, xg, wg, bias, ho, yn);
         }
         return act ? nad_gelu_forward(out, act) : 0;
     }
-    /* read in place, w and b are parameter memory: while the weights are frozen their packed
-       panel is cached (nad_panel_pack_weights), keyed by these addresses, not the workspace
-       copy of the bias above */
-    const bool cacheable = ldw && g.g == 1;
-    const float *b_param = b ? nad_data(b) : NULL;
-    const int64_t b_stride = b ? b->stride[0] : 0;
+    /* the GEMM paths read the bias in place (any stride); w too where its rows allow
+       (in_params: while the weights are frozen their packed panels are then cached, keyed by
+       these addresses; a workspace copy never is) */
+    const float *bp = b ? nad_data(b) : NULL;
+    const int64_t bs = b ? b->stride[0] : 0;
+    const bool in_params = ldw != 0;
     if (!ldw) {
         pack_rows(&g, w, base + o_w);
         wd = base + o_w;
@@ -548,21 +446,15 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     }
     if (g.path == PATH_1X1) {
         /* y_g[rows, Cog] = x_g[rows, Cig] w_g[Cog, Cig]^T, x read in place (lda = Ci) */
-        if (cacheable) {
-            nad_gemm_nt_weights(g.rows, g.co, g.ci, xd, g.ci, wd, ldw, b_param, b_stride, yd, g.co);
-            return act ? nad_gelu_forward(out, act) : 0;
-        }
         for (int64_t gr = 0; gr < g.g; gr++)
-            nad_gemm_nt(g.rows, g.cog, g.cig, xd + gr * g.cig, g.ci, wd + gr * g.cog * ldw, ldw,
-                        bias ? bias + gr * g.cog : NULL, 1, false, yd + gr * g.cog, g.co);
+            gemm_nt_w(in_params, g.rows, g.cog, g.cig, xd + gr * g.cig, g.ci, wd + gr * g.cog * ldw,
+                      ldw, bp ? bp + gr * g.cog * bs : NULL, bs, yd + gr * g.cog, g.co);
         return act ? nad_gelu_forward(out, act) : 0;
     }
     if (implicit) {
         nad_panel pn;
-        if (!(cacheable ? nad_panel_pack_weights(&pn, true, g.co, g.kcg, wd, ldw, b_param,
-                                                 b_stride, IMPLICIT_PANEL_MAX)
-                        : nad_panel_pack(&pn, true, g.co, g.kcg, wd, ldw, bias, 1,
-                                         IMPLICIT_PANEL_MAX)))
+        if (!(in_params ? nad_panel_pack_weights : nad_panel_pack)(&pn, true, g.co, g.kcg, wd, ldw,
+                                                                   bp, bs, IMPLICIT_PANEL_MAX))
             return nad_fail(NAD_ENOMEM, "%s: out of memory for the packed weights", fn);
         implicit_forward(&g, &pn, xd, base + o_cols, yd);
         return act ? nad_gelu_forward(out, act) : 0;
@@ -575,9 +467,8 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
         int64_t r0 = q0 * g.wo, nr = (q1 - q0) * g.wo;
         im2col(&g, xd, q0, q1, cols);
         for (int64_t gr = 0; gr < g.g; gr++)
-            nad_gemm_nt(nr, g.cog, g.kcg, cols + gr * g.kcg, ldc, wd + gr * g.cog * ldw, ldw,
-                        bias ? bias + gr * g.cog : NULL, 1, false, yd + r0 * g.co + gr * g.cog,
-                        g.co);
+            gemm_nt_w(in_params, nr, g.cog, g.kcg, cols + gr * g.kcg, ldc, wd + gr * g.cog * ldw,
+                      ldw, bp ? bp + gr * g.cog * bs : NULL, bs, yd + r0 * g.co + gr * g.cog, g.co);
     }
     return act ? nad_gelu_forward(out, act) : 0;
 }
@@ -704,25 +595,25 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         if (db) add_colsum(dyd, g.rows, g.co, nparts, base + o_db, db);
         if (dx) {
             float *wg = base + o_w, *tmp = wg + g.kk * cg;
-            pack_grouped(&g, w, wg);
+            nad_gr_pack_weights(&g, w, wg);
             for (int64_t n = 0; n < g.n; n++) {
                 const float *dyn = dyd + n * g.ho * g.wo * g.co;
                 float *dxn = dxd + n * img * g.ci;
                 #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > NAD_PAR_FMAS / 4)
                 for (int64_t hi = 0; hi < g.h; hi++)
-                    gr_dx_row(&g, dyn, wg, hi, tmp + omp_get_thread_num() * cg, dxn);
+                    nad_gr_dx_row(&g, dyn, wg, hi, tmp + omp_get_thread_num() * cg, dxn);
             }
         }
         if (dw) {
             float *pw = base + o_dw, *xg = base + o_cols;
             memset(pw, 0, (size_t)(nparts * g.kk * cg) * sizeof(float));
             for (int64_t n = 0; n < g.n; n++) {
-                gather_image(&g, xd + n * img * g.ci, xg);
+                nad_gr_gather_image(&g, xd + n * img * g.ci, xg);
                 const float *dyn = dyd + n * g.ho * g.wo * g.co;
                 #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > NAD_PAR_FMAS / 4)
                 for (int64_t t = 0; t < nparts; t++)
                     for (int64_t ho = g.ho * t / nparts; ho < g.ho * (t + 1) / nparts; ho++)
-                        gr_dw_row(&g, xg, dyn, ho, pw + t * g.kk * cg);
+                        nad_gr_dw_row(&g, xg, dyn, ho, pw + t * g.kk * cg);
             }
             for (int64_t t = 1; t < nparts; t++)
                 for (int64_t i = 0; i < g.kk * cg; i++) pw[i] += pw[t * g.kk * cg + i];

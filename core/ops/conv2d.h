@@ -1,5 +1,6 @@
 /* conv2d.h: what the files of the conv2d operator share (internal to core/ops): the geometry
-   of one call and the depthwise kernels of conv2d_depthwise.c. */
+   of one call, the depthwise kernels of conv2d_depthwise.c and the grouped ones of
+   conv2d_grouped.c. */
 #ifndef AUTONAD_CONV2D_H
 #define AUTONAD_CONV2D_H
 #include "../internal.h"
@@ -35,5 +36,19 @@ void nad_dw_dx_row(const geom *g, const float *dy, const float *wt, int64_t p, f
    may be NULL) */
 void nad_dw_dw_row(const geom *g, const float *x, const float *dy, int64_t q, float *dwt,
                    float *dbt);
+
+/* Grouped with at most GROUPED_MAX_COG outputs per group (conv2d_grouped.c), one image at a
+   time: x gathered as xg[H][W][Cig][Co] (xg[..][j][o] = x[..][(o / cog) Cig + j]), weights as
+   wg[K*K][Cig][Co]; rows are independent, so callers run them in parallel. */
+void nad_gr_gather_image(const geom *g, const float *xn, float *xg);
+void nad_gr_pack_weights(const geom *g, const nad_tensor *w, float *wg);
+/* y[ho][wo][o] = bias[o] + sum over taps and j of xg[hi][wi][j][o] wg[tap][j][o] */
+void nad_gr_forward_row(const geom *g, const float *xg, const float *wg, const float *bias,
+                        int64_t ho, float *y);
+/* dx row hi (written); t: cig * co floats of scratch */
+void nad_gr_dx_row(const geom *g, const float *dy, const float *wg, int64_t hi, float *t,
+                   float *dx);
+/* a[tap][j][o] += sum over wo of dy[ho][wo][o] xg[hi][wi][j][o] */
+void nad_gr_dw_row(const geom *g, const float *xg, const float *dy, int64_t ho, float *a);
 
 #endif

@@ -68,31 +68,6 @@ resize_row(const float *x0, const float *x1, float a0, float a1, const col_tap *
 }
 
 static int resize_forward(const char *fn, int32_t out_h, int32_t out_w, int32_t align_corners,
-                          const nad_tensor *x, bool accumulate, nad_tensor *y);
-
-int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corners,
-                                const nad_tensor *x, nad_tensor *y)
-{
-    return resize_forward("resize_bilinear_forward", out_h, out_w, align_corners, x, false, y);
-}
-
-int nad_resize_bilinear_accumulate(int32_t align_corners, const nad_tensor *x, nad_tensor *y)
-{
-    const char *fn = "resize_bilinear_accumulate";
-    int rc = nad_check_ndim(fn, "y", y, 4);
-    if (rc || (rc = nad_check_ndim(fn, "x", x, 4))) return rc;
-    if (y->size[0] != x->size[0] || y->size[3] != x->size[3]) {
-        char b1[96], b2[96];
-        return nad_fail(NAD_EINVAL, "%s: y %s does not match x %s in batch and channels", fn,
-                        nad_shape_str(y, b1, sizeof b1), nad_shape_str(x, b2, sizeof b2));
-    }
-    if (y->size[1] < 1 || y->size[2] < 1 || y->size[1] > INT32_MAX || y->size[2] > INT32_MAX)
-        return nad_fail(NAD_EINVAL, "%s: y's map %lldx%lld is empty or too large", fn,
-                        (long long)y->size[1], (long long)y->size[2]);
-    return resize_forward(fn, (int32_t)y->size[1], (int32_t)y->size[2], align_corners, x, true, y);
-}
-
-static int resize_forward(const char *fn, int32_t out_h, int32_t out_w, int32_t align_corners,
                           const nad_tensor *x, bool accumulate, nad_tensor *y)
 {
     int rc = nad_check_ndim(fn, "x", x, 4);
@@ -139,6 +114,28 @@ static int resize_forward(const char *fn, int32_t out_h, int32_t out_w, int32_t 
     }
     free(cols);
     return 0;
+}
+
+int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corners,
+                                const nad_tensor *x, nad_tensor *y)
+{
+    return resize_forward("resize_bilinear_forward", out_h, out_w, align_corners, x, false, y);
+}
+
+int nad_resize_bilinear_accumulate(int32_t align_corners, const nad_tensor *x, nad_tensor *y)
+{
+    const char *fn = "resize_bilinear_accumulate";
+    int rc = nad_check_ndim(fn, "y", y, 4);
+    if (rc || (rc = nad_check_ndim(fn, "x", x, 4))) return rc;
+    if (y->size[0] != x->size[0] || y->size[3] != x->size[3]) {
+        char b1[96], b2[96];
+        return nad_fail(NAD_EINVAL, "%s: y %s does not match x %s in batch and channels", fn,
+                        nad_shape_str(y, b1, sizeof b1), nad_shape_str(x, b2, sizeof b2));
+    }
+    if (y->size[1] < 1 || y->size[2] < 1 || y->size[1] > INT32_MAX || y->size[2] > INT32_MAX)
+        return nad_fail(NAD_EINVAL, "%s: y's map %lldx%lld is empty or too large", fn,
+                        (long long)y->size[1], (long long)y->size[2]);
+    return resize_forward(fn, (int32_t)y->size[1], (int32_t)y->size[2], align_corners, x, true, y);
 }
 
 /* dx = the transpose of the forward's interpolation: each dy[oh, ow] is scattered to its

@@ -40,11 +40,7 @@ function M.load_supernet(ctx)
     if not ctx._supernet_loaded then
         local p = ctx:path('supernet.ckpt')
         if not context.exists(p) then error('autonad: no supernet checkpoint ' .. p .. ' (run train-supernet first)', 0) end
-        local t = ckpt.load(p)
-        for name, v in pairs(net:params():named_values()) do
-            v:copy(t['w/' .. name] or error('autonad: ' .. p .. ' lacks weight ' .. name, 0))
-        end
-        require('autonad.ffi').weights_changed()
+        net:params():load_values(ckpt.load(p), 'w/', p)
         ctx._supernet_loaded = true
     end
     return net

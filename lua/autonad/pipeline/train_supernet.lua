@@ -83,12 +83,7 @@ function M.run(ctx, opts)
 
     if not opts.fresh and context.exists(ctx:path(CKPT)) then
         local t, meta = ckpt.load(ctx:path(CKPT))
-        for name, v in pairs(P:named_values()) do
-            local src = t['w/' .. name]
-            if not src then error('autonad: ' .. ctx:path(CKPT) .. ' lacks weight ' .. name, 0) end
-            v:copy(src)
-        end
-        require('autonad.ffi').weights_changed()
+        P:load_values(t, 'w/', ctx:path(CKPT))
         optstate.unpack(opt, entries, meta.optimizer, t)
         sampler:set_state(meta.sampler_rng)
         net.rng:set_state(meta.net_rng)

@@ -75,7 +75,8 @@ function Mfam:bind(grad_enabled, inf, grad)
     take(self.fuse_gn, grad, GN_GRAD)
     take(self.ppm_out_gn, grad, GN_GRAD)
     take(self.ppm_out, grad, { dx = 'W' })
-    -- the fuse's input gradient, part 1 in A (free once fuse_gn has read it), the others in W
+    -- the fuse's input gradient: part 1 in A (free once fuse_gn has read it); part s's resized
+    -- gradient in T, then its own in U<s>
     self.dz, self.dtmp = grad:get('A'), grad:get('T')
     for s = 1, S - 1 do
         take(self.out_gn[s], grad, GN_GRAD)
@@ -171,6 +172,9 @@ local function split(ptrs, sizes, y, list)
     check(C.nad_split(y, 3, #list, sizes, ptrs))
 end
 
+-- the fuse's part s >= 2: o_s, or P for s = S
+local function fuse_part(self, s) return s < self.S and self.outs[s] or self.P end
+
 -- the fuse weight's S column blocks as [D, D] matrices, value and gradient (views of the
 -- selected weight, cached while it stays the same)
 local function fuse_weight_parts(self)
@@ -234,8 +238,7 @@ function Mfam:fuse_step(f1)
     local y = self.fuse.y
     check(C.nad_linear_forward(self.outs[1], wp.value[1], fb and fb.value, y))
     for s = 2, S do
-        local o = s < S and self.outs[s] or self.P
-        check(C.nad_linear_forward(o, wp.value[s], nil, self.u))
+        check(C.nad_linear_forward(fuse_part(self, s), wp.value[s], nil, self.u))
         check(C.nad_resize_bilinear_accumulate(0, self.u, y))
     end
     local s1 = self.seg1_gn:forward(self.seg1:forward(self.fuse_gn:forward(y)))
@@ -266,7 +269,7 @@ function Mfam:backward(f, dlogits)
     check(C.nad_linear_backward(self.outs[1], wp.value[1], dfuse, self.dz, wp.grad[1], fb and fb.grad))
     do_[1] = self.dz
     for s = 2, S do
-        local o = s < S and self.outs[s] or self.P
+        local o = fuse_part(self, s)
         check(C.nad_resize_bilinear_backward(0, o, dfuse, self.dtmp))
         check(C.nad_linear_backward(o, wp.value[s], self.dtmp, self.dup[s - 1], wp.grad[s], nil))
         do_[s] = self.dup[s - 1]

@@ -4,6 +4,7 @@
 -- gradient zeroing, subnet extraction and checkpoints all go through these entries.
 local class = require 'autonad.class'
 local tensor = require 'autonad.tensor'
+local core = require 'autonad.ffi'
 
 local Params = class('Params')
 
@@ -87,7 +88,16 @@ function Params:load_active(tensors, source)
             v:copy(t)
         end
     end
-    require('autonad.ffi').weights_changed()
+    core.weights_changed()
+end
+
+--- Copies every full value from tensors[prefix .. name] (a supernet checkpoint); a missing
+--- one is an error naming source.
+function Params:load_values(tensors, prefix, source)
+    for name, v in pairs(self:named_values()) do
+        v:copy(tensors[prefix .. name] or error('autonad: ' .. source .. ' lacks weight ' .. name, 0))
+    end
+    core.weights_changed()
 end
 
 --- Every full value tensor by name (for supernet checkpoints).
