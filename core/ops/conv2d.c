@@ -1,9 +1,10 @@
 /* conv2d.c: 2-D convolution on channels-last maps, x[N,H,W,Ci] * w[Co,K,K,Ci/groups], forward
-   and backward. Four paths: 1x1 stride-1 as plain GEMMs on x, depthwise as direct loops over
+   and backward. Five paths: 1x1 stride-1 as plain GEMMs on x, depthwise as direct loops over
    contiguous channels (conv2d_depthwise.c), grouped with few outputs per group as loops over
-   the outputs (conv2d_grouped.c), the rest as GEMMs over the (padded) input read in place
-   (with the AVX-512 kernel) or NHWC im2col in bounded chunks. Used by the patch embeddings,
-   the conv mixer, Mix-FFN's depthwise conv and the decoder (5x5 super-kernel views). */
+   the outputs (conv2d_grouped.c), few channels as loops over 16-pixel vectors of planar rows
+   (conv2d_small.c), the rest as GEMMs over the (padded) input read in place (with the
+   AVX-512 kernel) or NHWC im2col in bounded chunks. Used by the patch embeddings, the conv
+   mixer, Mix-FFN's depthwise conv, the decoder (5x5 super-kernel views) and the head. */
 #include "conv2d.h"
 #include <omp.h>
 #include <string.h>
@@ -67,6 +68,8 @@ static int check_geom(const char *fn, const nad_conv2d_params *p, const nad_tens
         g->path = PATH_1X1;
     else if (g->g > 1 && g->cog <= GROUPED_MAX_COG)
         g->path = PATH_GROUPED;
+    else if (nad_sm_ok(g))
+        g->path = PATH_SMALL;
     else
         g->path = PATH_GEMM;
     int64_t per_row = g->wo * g->kk * g->ci;
@@ -385,16 +388,18 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
         return nad_fail(NAD_EINVAL, "%s: act must not share storage with x, w or y", fn);
     nad_tensor *out = y ? y : act; /* where the convolution writes */
 
-    int64_t ldw = g.path == PATH_DEPTHWISE || g.path == PATH_GROUPED ? 0 : row_ld(w, &g);
+    const bool direct = g.path == PATH_DEPTHWISE || g.path == PATH_GROUPED || g.path == PATH_SMALL;
+    int64_t ldw = direct ? 0 : row_ld(w, &g);
     size_t used = 0, o_w = 0, o_b = 0, o_cols = 0;
     if (g.path == PATH_DEPTHWISE) o_w = carve(&used, g.kk * g.co);
-    else if (g.path == PATH_GROUPED) o_w = carve(&used, g.kk * g.cig * g.co);
+    else if (g.path == PATH_GROUPED || g.path == PATH_SMALL) o_w = carve(&used, g.kk * g.cig * g.co);
     else if (!ldw) o_w = carve(&used, g.co * g.kcg);
     o_b = carve(&used, g.co);
     bool implicit = implicit_ok(&g);
     if (implicit) o_cols = carve(&used, padded_floats(&g));
     else if (g.path == PATH_GEMM) o_cols = carve(&used, g.chunk * g.wo * g.kk * g.ci);
     if (g.path == PATH_GROUPED) o_cols = carve(&used, g.h * g.w * g.cig * g.co);
+    if (g.path == PATH_SMALL) o_cols = carve(&used, g.n * (g.h + 2 * g.pad) * g.ci * nad_sm_plane_width(&g));
     float *base = nad_workspace_get(ws, used * sizeof(float));
     if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
     int64_t ysz[4] = {g.n, g.ho, g.wo, g.co};
@@ -405,7 +410,7 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
 
     const float *xd = nad_data(x), *wd = nad_data(w);
     float *yd = nad_data(out), *ad = act ? nad_data(act) : NULL, *bias = NULL;
-    if (b && (g.path == PATH_DEPTHWISE || g.path == PATH_GROUPED)) { /* their kernels: contiguous */
+    if (b && direct) { /* their kernels read it contiguous */
         bias = base + o_b;
         const float *bd = nad_data(b);
         for (int64_t c = 0; c < g.co; c++) bias[c] = bd[c * b->stride[0]];
@@ -430,6 +435,19 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
             float *yn = yd + n * g.ho * g.wo * g.co;
             #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * g.cig * g.co > NAD_PAR_FMAS / 4)
             for (int64_t ho = 0; ho < g.ho; ho++) nad_gr_forward_row(&g, xg, wg, bias, ho, yn);
+        }
+        return act ? nad_gelu_forward(out, act) : 0;
+    }
+    if (g.path == PATH_SMALL) {
+        const int64_t hp = g.h + 2 * g.pad, wpl = nad_sm_plane_width(&g);
+        float *wp = base + o_w, *xp = base + o_cols;
+        nad_sm_pack_weights(&g, w, false, wp);
+        #pragma omp parallel if (g.rows * g.kk * g.ci * g.co > NAD_PAR_FMAS / 4)
+        {
+            #pragma omp for schedule(static)
+            for (int64_t r = 0; r < g.n * hp; r++) nad_sm_planar_row(xd, g.h, g.w, g.ci, g.pad, wpl, r, xp);
+            #pragma omp for schedule(static)
+            for (int64_t q = 0; q < g.n * g.ho; q++) nad_sm_forward_row(&g, xp, wp, bias, q, yd);
         }
         return act ? nad_gelu_forward(out, act) : 0;
     }
@@ -488,8 +506,62 @@ int nad_conv2d_gelu_forward(nad_workspace *ws, const nad_conv2d_params *p, const
     return conv_forward("conv2d_gelu_forward", ws, p, x, w, b, y, act);
 }
 
-/* ---- backward ----
-   y[r, o] = b[o] + sum_j cols[r, j] w[o, j] (per group), so
+/* ---- backward ---- */
+
+/* The few-channel path's dx (a convolution of dy with the flipped weights, written) and dw
+   (lane-wise sums per part, then added to dw in a fixed order); offsets into base as carved by
+   nad_conv2d_backward. */
+static void small_backward(const geom *g, const nad_tensor *w, const float *xd, const float *dyd,
+                           float *dxd, nad_tensor *dw, int64_t nparts, float *base, size_t o_w,
+                           size_t o_pad, size_t o_xp, size_t o_dyp, size_t o_dw)
+{
+    const int64_t fmas = g->rows * g->kk * g->ci * g->co;
+    if (dxd) {
+        geom tg = transposed_geom(g);
+        const int64_t wpl = nad_sm_plane_width(&tg), hp = tg.h + 2 * tg.pad;
+        float *wp = base + o_w, *dp = base + o_pad;
+        nad_sm_pack_weights(g, w, true, wp);
+        #pragma omp parallel if (fmas > NAD_PAR_FMAS / 4)
+        {
+            #pragma omp for schedule(static)
+            for (int64_t r = 0; r < tg.n * hp; r++)
+                nad_sm_planar_row(dyd, tg.h, tg.w, tg.ci, tg.pad, wpl, r, dp);
+            #pragma omp for schedule(static)
+            for (int64_t q = 0; q < tg.n * tg.ho; q++) nad_sm_forward_row(&tg, dp, wp, NULL, q, dxd);
+        }
+    }
+    if (!dw) return;
+    const int64_t wpl = nad_sm_plane_width(g), hp = g->h + 2 * g->pad, nq = g->n * g->ho;
+    const int64_t wpo = (g->wo + VL - 1) / VL * VL, per = g->co * g->kk * g->ci * VL;
+    float *xp = base + o_xp, *dp = base + o_dyp, *a = base + o_dw;
+    #pragma omp parallel if (fmas > NAD_PAR_FMAS / 4)
+    {
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < g->n * hp; r++) nad_sm_planar_row(xd, g->h, g->w, g->ci, g->pad, wpl, r, xp);
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < nq; r++) nad_sm_planar_row(dyd, g->ho, g->wo, g->co, 0, wpo, r, dp);
+        #pragma omp for schedule(static)
+        for (int64_t t = 0; t < nparts; t++) {
+            memset(a + t * per, 0, (size_t)per * sizeof(float));
+            for (int64_t q = nq * t / nparts; q < nq * (t + 1) / nparts; q++)
+                nad_sm_dw_row(g, xp, dp, q, a + t * per);
+        }
+    }
+    for (int64_t t = 1; t < nparts; t++)
+        for (int64_t i = 0; i < per; i++) a[i] += a[t * per + i];
+    float *o = nad_data(dw);
+    for (int64_t c = 0; c < g->co; c++)
+        for (int64_t kh = 0; kh < g->k; kh++)
+            for (int64_t kw = 0; kw < g->k; kw++)
+                for (int64_t j = 0; j < g->ci; j++) {
+                    const float *lanes = a + (((c * g->k + kh) * g->k + kw) * g->ci + j) * VL;
+                    float s = 0;
+                    for (int l = 0; l < VL; l++) s += lanes[l];
+                    o[w_off(dw, c, kh, kw, j)] += s;
+                }
+}
+
+/* The GEMM paths: y[r, o] = b[o] + sum_j cols[r, j] w[o, j] (per group), so
    db[o] += sum_r dy[r, o];  dw[o, j] += sum_r dy[r, o] cols[r, j];
    dcols[r, j] = sum_o dy[r, o] w[o, j], and dx = col2im(dcols) (each column entry adds back
    into the input pixel it was read from). */
@@ -527,6 +599,18 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         if (dx) o_w = carve(&used, g.kk * cg + nparts * cg); /* wg, then one t[] per thread */
         if (dw) o_dw = carve(&used, nparts * g.kk * cg);
         if (dw) o_cols = carve(&used, g.h * g.w * cg);
+        if (db) o_db = carve(&used, nparts * g.co);
+    } else if (g.path == PATH_SMALL) {
+        if (dx) {
+            geom tg = transposed_geom(&g);
+            o_w = carve(&used, g.kk * g.ci * g.co);
+            o_pad = carve(&used, tg.n * (tg.h + 2 * tg.pad) * tg.ci * nad_sm_plane_width(&tg));
+        }
+        if (dw) {
+            o_cols = carve(&used, g.n * (g.h + 2 * g.pad) * g.ci * nad_sm_plane_width(&g));
+            o_wt = carve(&used, g.n * g.ho * g.co * ((g.wo + VL - 1) / VL * VL)); /* dy, planar */
+            o_dw = carve(&used, nparts * g.co * g.kk * g.ci * VL);
+        }
         if (db) o_db = carve(&used, nparts * g.co);
     } else {
         if (dx && !(ldw = row_ld(w, &g))) o_w = carve(&used, g.co * g.kcg);
@@ -627,6 +711,11 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         return 0;
     }
 
+    if (g.path == PATH_SMALL) {
+        small_backward(&g, w, xd, dyd, dxd, dw, nparts, base, o_w, o_pad, o_cols, o_wt, o_dw);
+        if (db) add_colsum(dyd, g.rows, g.co, nparts, base + o_db, db);
+        return 0;
+    }
     if (db) add_colsum(dyd, g.rows, g.co, nparts, base + o_db, db);
     float *dwp = NULL;
     bool dw_packed = dw && !lddw;

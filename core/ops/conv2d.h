@@ -1,13 +1,14 @@
 /* conv2d.h: what the files of the conv2d operator share (internal to core/ops): the geometry
-   of one call, the depthwise kernels of conv2d_depthwise.c and the grouped ones of
-   conv2d_grouped.c. */
+   of one call, the depthwise kernels of conv2d_depthwise.c, the grouped ones of
+   conv2d_grouped.c and the few-channel ones of conv2d_small.c. */
 #ifndef AUTONAD_CONV2D_H
 #define AUTONAD_CONV2D_H
 #include "../internal.h"
 
-enum { PATH_GEMM, PATH_1X1, PATH_DEPTHWISE, PATH_GROUPED };
-/* groups with at most this many outputs each take the direct grouped path */
-enum { GROUPED_MAX_COG = 8 };
+enum { PATH_GEMM, PATH_1X1, PATH_DEPTHWISE, PATH_GROUPED, PATH_SMALL };
+/* groups with at most this many outputs each take the direct grouped path; convolutions with
+   at most SMALL_MAX_C input and output channels the few-channel path */
+enum { GROUPED_MAX_COG = 8, SMALL_MAX_C = 8 };
 
 typedef struct geom {
     int64_t n, h, w, ci, co, k, ho, wo;
@@ -17,6 +18,17 @@ typedef struct geom {
     int64_t chunk;             /* output rows (n, ho) per im2col chunk */
     int path;
 } geom;
+
+/* The direct kernels' 16-float vectors (GCC vector extensions, compiled per target_clones
+   clone). ld/st are always inlined into those kernels, so the vector-return ABI note GCC gives
+   for the non-AVX-512 clones does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+enum { VL = 16 };
+typedef float vec __attribute__((vector_size(VL * sizeof(float))));
+typedef float vec_u __attribute__((vector_size(VL * sizeof(float)), aligned(4), may_alias));
+
+static inline __attribute__((always_inline)) vec ld(const float *p) { return *(const vec_u *)p; }
+static inline __attribute__((always_inline)) void st(float *p, vec v) { *(vec_u *)p = v; }
 
 /* offset of w[o, kh, kw, c] for any weight view */
 static inline int64_t w_off(const nad_tensor *w, int64_t o, int64_t kh, int64_t kw, int64_t c)
@@ -50,5 +62,25 @@ void nad_gr_dx_row(const geom *g, const float *dy, const float *wg, int64_t hi, 
                    float *dx);
 /* a[tap][j][o] += sum over wo of dy[ho][wo][o] xg[hi][wi][j][o] */
 void nad_gr_dw_row(const geom *g, const float *xg, const float *dy, int64_t ho, float *a);
+
+/* Few channels (conv2d_small.c): groups 1, stride 1, Ci and Co <= SMALL_MAX_C, pad at most
+   d (K - 1) (so that dx is a convolution of dy). Maps are read as planar rows
+   p[n][row][c][wpl] with zero borders; rows are independent, so callers run them in parallel. */
+bool nad_sm_ok(const geom *g);
+/* wpl: floats per planar row of g's (padded) input: Wo rounded up to 16, plus d (K - 1) */
+int64_t nad_sm_plane_width(const geom *g);
+/* planar row r of src[N][h][w][c] padded by pad on every side: dst[r][c][wpl] (zeros around),
+   r < N (h + 2 pad) */
+void nad_sm_planar_row(const float *src, int64_t h, int64_t w, int64_t c, int64_t pad,
+                       int64_t wpl, int64_t r, float *dst);
+/* wp[tap][Ci][Co] = w[o, tap, c]; with flip, the weights of dx's convolution instead:
+   wp[K*K-1-tap][Co][Ci] */
+void nad_sm_pack_weights(const geom *g, const nad_tensor *w, bool flip, float *wp);
+/* y row q = (n, ho) from the planar padded input xp and wp[tap][Ci][Co] */
+void nad_sm_forward_row(const geom *g, const float *xp, const float *wp, const float *bias,
+                        int64_t q, float *y);
+/* a[o][tap][c][16] += lane-wise sums over dy row q (planar dyp[n ho][Co][Wo rounded up to 16],
+   zeros past Wo) times the input under each tap */
+void nad_sm_dw_row(const geom *g, const float *xp, const float *dyp, int64_t q, float *a);
 
 #endif

@@ -6,17 +6,6 @@
 #include "conv2d.h"
 #include <string.h>
 
-/* ld/st are always inlined into the target_clones kernels, so the vector-return ABI note GCC
-   gives for the non-AVX-512 clones does not apply */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
-enum { VL = 16 };
-typedef float vec __attribute__((vector_size(VL * sizeof(float))));
-typedef float vec_u __attribute__((vector_size(VL * sizeof(float)), aligned(4), may_alias));
-
-static inline __attribute__((always_inline)) vec ld(const float *p) { return *(const vec_u *)p; }
-static inline __attribute__((always_inline)) void st(float *p, vec v) { *(vec_u *)p = v; }
-
 void nad_dw_pack_taps(const geom *g, const nad_tensor *w, float *wt)
 {
     const float *src = nad_data(w);

@@ -1,6 +1,6 @@
 /* test_conv2d.c: conv2d forward against a plain 7-loop reference (strides, pads, dilation,
-   groups, depthwise, 1x1, weight views), backward against finite differences and reference
-   loops (including chunked im2col), PyTorch reference files, and error messages. */
+   groups, depthwise, few channels, 1x1, weight views), backward against finite differences and
+   reference loops (including chunked im2col), PyTorch reference files, and error messages. */
 #include "check.h"
 #include "internal.h" /* to build a strided (dilated) weight view the public API has no call for */
 #include <criterion/criterion.h>
@@ -311,6 +311,7 @@ Test(conv2d, backward_matches_finite_differences)
         {1, 9, 9, 2, 3, 5, 4, 2, 1, 1, 1}, /* 5x5 stride 4, like a patch embedding */
         {1, 6, 5, 4, 18, 3, 2, 1, 1, 2, 1}, /* 9 outputs per group: per-group GEMMs */
         {2, 4, 4, 18, 8, 3, 1, 1, 1, 2, 1}, /* grouped, 4 outputs per group, as the mixer */
+        {2, 4, 18, 4, 4, 3, 1, 1, 1, 1, 1}, /* few channels: the head's K -> K */
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_grad(&cs[i], 0, 50 + i);
 }
@@ -381,6 +382,25 @@ Test(conv2d, backward_dx_as_flipped_convolution_matches_loops)
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_against_loops(&cs[i], 90 + i);
 }
 
+/* at most 8 input and output channels, stride 1 (the head's K -> K conv): 16-pixel vectors
+   over planar rows, rows that end mid-vector, every accumulator count, pads 0 to d (K - 1),
+   and the first shapes past the path's limits (9 channels, pad 3) */
+Test(conv2d, few_channels_direct_matches_loops)
+{
+    cfg cs[] = {
+        {2, 9, 21, 4, 4, 3, 1, 1, 1, 1, 1},  /* the head: rows of 16 + 5 pixels */
+        {1, 7, 16, 1, 8, 3, 1, 1, 1, 1, 1},  /* one input channel, 8 outputs, one whole vector */
+        {1, 6, 35, 8, 1, 3, 1, 0, 1, 1, 1},  /* 8 -> 1, no padding */
+        {1, 8, 19, 5, 7, 3, 1, 2, 1, 1, 0},  /* pad 2 = d (K - 1): dy read with no border */
+        {1, 9, 18, 3, 6, 3, 1, 2, 2, 1, 1},  /* dilation 2 */
+        {1, 8, 17, 6, 2, 5, 1, 2, 1, 1, 1},  /* 5x5 */
+        {1, 5, 3, 2, 3, 3, 1, 1, 1, 1, 1},   /* rows shorter than a vector */
+        {1, 6, 20, 9, 4, 3, 1, 1, 1, 1, 1},  /* 9 inputs: the GEMM path */
+        {1, 6, 6, 4, 4, 3, 1, 3, 1, 1, 1},   /* pad 3 > d (K - 1): the GEMM path */
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_against_loops(&cs[i], 120 + i);
+}
+
 /* channels beyond one 16-wide vector, with and without a remainder, as Mix-FFN uses them */
 Test(conv2d, depthwise_vector_blocks_match_loops)
 {
@@ -401,6 +421,7 @@ Test(conv2d, backward_accumulates_dw_db_and_skips_null_outputs)
         {1, 5, 5, 4, 4, 3, 1, 1, 1, 4, 1}, /* depthwise */
         {1, 5, 5, 3, 4, 1, 1, 0, 1, 1, 1}, /* 1x1 */
         {2, 5, 5, 6, 4, 3, 1, 1, 1, 2, 1}, /* grouped, direct */
+        {2, 5, 19, 3, 4, 3, 1, 1, 1, 1, 1}, /* few channels, direct */
     };
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         cfg c = cs[k];
