@@ -1,6 +1,6 @@
 /* vecmath.h: exp and erf written so that loops over them vectorise (no libm calls, no
    branches): the softmax, the losses and GELU spend most of their time here. Accuracy: a few
-   ulp for exp over its range (clamped below at e^-87), about 1.5e-7 absolute for erf. */
+   ulp for exp over its range (clamped below at e^-87), 4e-7 absolute for erf. */
 #ifndef AUTONAD_VECMATH_H
 #define AUTONAD_VECMATH_H
 #include <math.h>
@@ -36,14 +36,31 @@ static inline float nad_expf(float x)
     return p * scale;
 }
 
-/* erf(x), Abramowitz & Stegun 7.1.26 with the sign restored: |error| <= 1.5e-7. */
+/* erf(x) as x P(x^2) / Q(x^2) on x clamped to [-4, 4] (erf is 1 in float beyond), the
+   rational minimax form Eigen and TensorFlow use: one division and no exp (Abramowitz & Stegun
+   7.1.26, used before, needs both and is 1.5x slower in GELU). |error| <= 4e-7 over the
+   line, relative error <= 2.3e-7 below 0.5. The clamp is a pair of integer selects on the
+   bits for the same reason as nad_expf's. */
 static inline float nad_erff(float x)
 {
-    float ax = fabsf(x);
-    float t = 1.0f / (1.0f + 0.3275911f * ax);
-    float y = 1.0f - t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f +
-              t * (-1.453152027f + t * 1.061405429f)))) * nad_expf(-ax * ax);
-    return copysignf(y, x);
+    int32_t xb, mlo = -(int32_t)(x < -4.0f), mhi = -(int32_t)(x > 4.0f);
+    memcpy(&xb, &x, sizeof xb);
+    xb = (xb & ~(mlo | mhi)) | ((int32_t)0xC0800000 & mlo) | (0x40800000 & mhi); /* -4, 4 */
+    memcpy(&x, &xb, sizeof x);
+    float x2 = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * x2 + 2.77068142495902e-08f;
+    p = p * x2 - 2.10102402082508e-06f;
+    p = p * x2 - 5.69250639462346e-05f;
+    p = p * x2 - 7.34990630326855e-04f;
+    p = p * x2 - 2.95459980854025e-03f;
+    p = p * x2 - 1.60960333262415e-02f;
+    float q = -1.45660718464996e-05f;
+    q = q * x2 - 2.13374055278905e-04f;
+    q = q * x2 - 1.68282697438203e-03f;
+    q = q * x2 - 7.37332916720468e-03f;
+    q = q * x2 - 1.42647390514189e-02f;
+    return x * p / q;
 }
 
 #endif

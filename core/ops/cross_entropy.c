@@ -2,6 +2,7 @@
    floats and an ignore label, forward (mean loss) and backward (dlogits). The segmentation
    loss over pixels and the classification loss over images. */
 #include "../internal.h"
+#include "../vecmath.h"
 #include <math.h>
 
 /* The loss is summed in a fixed number of blocks, combined in order: the same bits whatever
@@ -46,7 +47,7 @@ static inline float row_max(const float *x, int64_t K)
 static inline float row_sumexp(const float *x, int64_t K, float m)
 {
     float s = 0;
-    for (int64_t j = 0; j < K; j++) s += expf(x[j] - m);
+    for (int64_t j = 0; j < K; j++) s += nad_expf(x[j] - m);
     return s;
 }
 
@@ -104,9 +105,10 @@ int nad_cross_entropy_backward(int32_t ignore_label, float scale, const nad_tens
             for (int64_t j = 0; j < K; j++) g[j] = 0;
             continue;
         }
-        float m = row_max(x, K);
-        float inv = f / row_sumexp(x, K, m);
-        for (int64_t j = 0; j < K; j++) g[j] = expf(x[j] - m) * inv;
+        float m = row_max(x, K), s = 0;
+        for (int64_t j = 0; j < K; j++) s += g[j] = nad_expf(x[j] - m); /* g may be x: read first */
+        const float inv = f / s;
+        for (int64_t j = 0; j < K; j++) g[j] *= inv;
         g[(int64_t)ld[r]] -= f;
     }
     return 0;
