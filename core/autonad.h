@@ -165,6 +165,19 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
                         const nad_tensor *w, const nad_tensor *dy, nad_tensor *dx,
                         nad_tensor *dw, nad_tensor *db);
 
+/* ---- Mix-FFN for inference (core/ops/mixffn.c) ----
+   y = r + fc2(GELU(dw3x3(fc1(x)))) with x, r, y [N,H,W,C] (r may be NULL: no residual; y may
+   be r), fc1 = (w1 [hd,C], b1), the depthwise 3x3 (pad 1) = (wd [hd,3,3,1], bd), fc2 =
+   (w2 [C,hd], b2); weights and biases may be leading slices of larger ones (as for linear and
+   conv2d), biases NULL. Computed in row bands so that the hidden maps never exist whole: the
+   same result as linear, conv2d_gelu, linear and add up to rounding, with less memory traffic
+   and no hidden-map memory. Fastest with frozen weights (nad_set_weights_frozen), whose packed
+   panels it then reuses. For inference: nothing is kept for a backward. */
+int nad_mixffn_forward(nad_workspace *ws, const nad_tensor *x, const nad_tensor *w1,
+                       const nad_tensor *b1, const nad_tensor *wd, const nad_tensor *bd,
+                       const nad_tensor *w2, const nad_tensor *b2, const nad_tensor *r,
+                       nad_tensor *y);
+
 /* ---- batched matrix product (core/ops/matmul.c) ----
    c = alpha * op(a) op(b) + beta * c, over matching leading (batch) dims, up to 3 of them.
    op(m) is m or its transpose (trans_* = 1). The last two dims of a, b and c are matrices

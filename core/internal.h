@@ -48,11 +48,11 @@ void nad_gemm_nn(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, c
                  int64_t ldb, const float *bias, int64_t bias_stride, bool accumulate, float *c,
                  int64_t ldc);
 
-/* nad_gemm_nt (no accumulate) where B and the bias are a layer's weights in parameter memory:
-   while the weights are frozen its packed panel is cached (nad_panel_pack_weights). */
+/* nad_gemm_nt where B and the bias are a layer's weights in parameter memory: while the
+   weights are frozen its packed panel is cached (nad_panel_pack_weights). */
 void nad_gemm_nt_weights(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                          const float *b, int64_t ldb, const float *bias, int64_t bias_stride,
-                         float *c, int64_t ldc);
+                         bool accumulate, float *c, int64_t ldc);
 
 /* C[m,n] += A^T B for A [k,m] (lda), B [k,n] (ldb): weight gradients (dw += dy^T x). The
    AVX-512 kernel where it runs, else cblas_sgemm; never fails. */

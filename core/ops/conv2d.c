@@ -363,7 +363,7 @@ static void gemm_nt_w(bool in_params, int64_t m, int64_t n, int64_t k, const flo
                       int64_t bias_stride, float *y, int64_t ldy)
 {
     if (in_params)
-        nad_gemm_nt_weights(m, n, k, a, lda, w, ldw, bias, bias_stride, y, ldy);
+        nad_gemm_nt_weights(m, n, k, a, lda, w, ldw, bias, bias_stride, false, y, ldy);
     else
         nad_gemm_nt(m, n, k, a, lda, w, ldw, bias, bias_stride, false, y, ldy);
 }

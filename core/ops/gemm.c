@@ -419,9 +419,9 @@ void nad_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, c
 
 void nad_gemm_nt_weights(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                          const float *b, int64_t ldb, const float *bias, int64_t bias_stride,
-                         float *c, int64_t ldc)
+                         bool accumulate, float *c, int64_t ldc)
 {
-    gemm(true, true, m, n, k, a, lda, b, ldb, bias, bias_stride, false, c, ldc);
+    gemm(true, true, m, n, k, a, lda, b, ldb, bias, bias_stride, accumulate, c, ldc);
 }
 
 void nad_gemm_nn(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,

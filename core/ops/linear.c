@@ -88,7 +88,7 @@ int nad_linear_forward(const nad_tensor *x, const nad_tensor *w, const nad_tenso
     const float *bd = b ? nad_data(b) : NULL;
     int64_t bs = b ? b->stride[0] : 0;
     /* y = x w^T with the bias added in the same pass (xm.cols == 0 gives y = b, or 0) */
-    nad_gemm_nt_weights(rows, out, xm.cols, xm.p, xm.ld, wm.p, wm.ld, bd, bs, yd, out);
+    nad_gemm_nt_weights(rows, out, xm.cols, xm.p, xm.ld, wm.p, wm.ld, bd, bs, false, yd, out);
     return 0;
 }
 

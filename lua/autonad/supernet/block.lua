@@ -7,7 +7,11 @@ local core = require 'autonad.ffi'
 local layers = require 'autonad.supernet.layers'
 local mixers = require 'autonad.supernet.mixers'
 local buffers = require 'autonad.supernet.buffers'
+local workspace = require('autonad.workspace').default
 local C, check = core.C, core.check
+
+-- AUTONAD_MIXFFN=unfused runs inference's Mix-FFN as separate operators (for A/B timing)
+local FUSED_FFN = os.getenv('AUTONAD_MIXFFN') ~= 'unfused'
 
 local Block = class('Block')
 Block.ACT = { 'x1', 'x2', 'act', 'm', 'f', 'mask1', 'mask2' }
@@ -97,6 +101,14 @@ function Block:forward(x, rng)
     local m = self.mixer:forward(a1)
     residual(self, x, m, self.mask1, self.m, self.x1, rng)
     local a2 = self.norm2:forward(self.x1)
+    if FUSED_FFN and not self.grad_enabled and not self.training then
+        -- inference: the Mix-FFN and its residual add in row bands (mixffn.c), the hidden
+        -- maps never whole; nothing is kept for a backward (Supernet:backward refuses one)
+        local fc1, dw, fc2 = self.fc1.v, self.dw.v, self.fc2.v
+        check(C.nad_mixffn_forward(workspace, a2, fc1.w.value, fc1.b and fc1.b.value, dw.w.value,
+            dw.b and dw.b.value, fc2.w.value, fc2.b and fc2.b.value, self.x1, self.x2))
+        return self.x2
+    end
     -- dw3x3 and GELU in one pass; outside training the pre-activation is not stored
     self.pre_kept = self.training
     self.dw:forward_gelu(self.fc1:forward(a2), self.act, self.pre_kept)

@@ -36,7 +36,10 @@ end
 --- The memory plan (buffers.lua): every block takes its gradients from pools.grad; with
 --- gradients on each keeps its own activations, with them off all share pools.inf.
 function Stage:bind(grad_enabled, pools)
-    for _, blk in ipairs(self.blocks) do blk:bind(grad_enabled and blk.own or pools.inf, pools.grad) end
+    for _, blk in ipairs(self.blocks) do
+        blk:bind(grad_enabled and blk.own or pools.inf, pools.grad)
+        blk.grad_enabled = grad_enabled
+    end
     -- the stage's own gradients are read at once too (the patch's by Supernet:backward's add)
     for _, nm in ipairs({ 'patch', 'patch_norm', 'norm' }) do
         buffers.bind(self[nm], nil, pools.grad, 'stage.' .. nm .. '.')

@@ -1,0 +1,177 @@
+/* mixffn.c: the Mix-FFN of an encoder block for inference, fused in row bands:
+   y = r + fc2(GELU(dw3x3(fc1(x)))). Run as three operators, its hidden maps (ratio x C wide,
+   4x the block's) go to memory and back four times: fc1 writes one, the depthwise conv reads
+   it and writes another, fc2 reads that. Here each thread takes whole images (or, with fewer
+   images than threads, row ranges of one) and goes down them a band of B rows at a time:
+   fc1 for the band's rows and the one below it (the row above is kept from the band before),
+   the depthwise conv + GELU for the band, fc2 into y with the residual added: the hidden rows
+   stay in cache. The sums are those of the three operators (the same kernels), grouped in
+   fewer rows per call. Training keeps the operators: the backward reads the hidden maps. */
+#include "conv2d.h"
+#include <omp.h>
+#include <string.h>
+
+/* floats of one band's fc1 rows (and again of its activations): 256 KiB each, the pair in L2 */
+enum { BAND_FLOATS = 1 << 16 };
+
+/* A [rows, cols] weight view with unit stride along cols; *ld its row stride */
+static int check_weight(const char *fn, const char *name, const nad_tensor *w, int64_t rows,
+                        int64_t cols, int64_t *ld)
+{
+    int rc = nad_check_tensor(fn, name, w);
+    if (rc || (rc = nad_check_ndim(fn, name, w, 2))) return rc;
+    if (w->size[0] != rows || w->size[1] != cols) {
+        char buf[96];
+        return nad_fail(NAD_EINVAL, "%s: %s is %s, expected [%lld,%lld]", fn, name,
+                        nad_shape_str(w, buf, sizeof buf), (long long)rows, (long long)cols);
+    }
+    if (cols > 1 && w->stride[1] != 1)
+        return nad_fail(NAD_EINVAL, "%s: %s's last dim must have unit stride", fn, name);
+    *ld = rows > 1 ? w->stride[0] : cols;
+    if (*ld < cols)
+        return nad_fail(NAD_EINVAL, "%s: %s's rows overlap (row stride %lld < %lld)", fn, name,
+                        (long long)*ld, (long long)cols);
+    return 0;
+}
+
+static int check_bias(const char *fn, const char *name, const nad_tensor *b, int64_t n)
+{
+    if (!b) return 0;
+    int rc = nad_check_tensor(fn, name, b);
+    if (rc || (rc = nad_check_ndim(fn, name, b, 1))) return rc;
+    if (b->size[0] != n)
+        return nad_fail(NAD_EINVAL, "%s: %s has %lld elements, expected %lld", fn, name,
+                        (long long)b->size[0], (long long)n);
+    return 0;
+}
+
+typedef struct ffn {
+    int64_t h, w, c, hd, band;     /* map rows and columns, channels, hidden channels, B */
+    const float *x, *r, *w1, *b1, *w2, *b2;
+    int64_t ldw1, ldw2, bs1, bs2; /* weight row strides, bias strides */
+    const float *taps, *bd;       /* depthwise taps [9][hd] and bias (contiguous) */
+    float *y;
+} ffn;
+
+/* Rows [h0, h1) of image n, a band at a time; hid holds B + 2 rows of fc1's output, act B + 1
+   rows of activations (indexed like hid). */
+static void ffn_rows(const ffn *f, int64_t n, int64_t h0, int64_t h1, float *hid, float *act)
+{
+    const int64_t row = f->w * f->hd, img = n * f->h;
+    int64_t lo = h0 > 0 ? h0 - 1 : 0, have = 0; /* hid holds fc1 rows [lo, lo + have) */
+    for (int64_t r0 = h0; r0 < h1; r0 += f->band) {
+        const int64_t r1 = r0 + f->band < h1 ? r0 + f->band : h1;
+        const int64_t need_lo = r0 > 0 ? r0 - 1 : 0, need_hi = r1 + 1 < f->h ? r1 + 1 : f->h;
+        if (need_lo > lo) { /* keep the rows the next band shares with this one */
+            int64_t drop = need_lo - lo < have ? need_lo - lo : have;
+            memmove(hid, hid + drop * row, (size_t)((have - drop) * row) * sizeof(float));
+            have -= drop, lo = need_lo;
+        }
+        if (lo + have < need_hi)
+            nad_gemm_nt_weights((need_hi - lo - have) * f->w, f->hd, f->c,
+                                f->x + (img + lo + have) * f->w * f->c, f->c, f->w1, f->ldw1,
+                                f->b1, f->bs1, false, hid + have * row, f->hd);
+        have = need_hi - lo;
+        /* the depthwise conv over the rows in hid: zero padding only where they end the map */
+        geom g = {.n = 1, .h = have, .w = f->w, .ci = f->hd, .co = f->hd, .k = 3, .ho = have,
+                  .wo = f->w, .s = 1, .pad = 1, .d = 1, .g = f->hd};
+        for (int64_t q = r0 - lo; q < r1 - lo; q++) {
+            nad_dw_forward_row(&g, hid, f->taps, f->bd, q, act);
+            nad_gelu_span(act + q * row, act + q * row, row);
+        }
+        float *yo = f->y + (img + r0) * f->w * f->c;
+        const int64_t m = (r1 - r0) * f->w;
+        if (f->r && f->r != f->y)
+            memcpy(yo, f->r + (img + r0) * f->w * f->c, (size_t)(m * f->c) * sizeof(float));
+        nad_gemm_nt_weights(m, f->c, f->hd, act + (r0 - lo) * row, f->hd, f->w2, f->ldw2, f->b2,
+                            f->bs2, f->r != NULL, yo, f->c);
+    }
+}
+
+/* Maps so small that all their hidden rows fit one band: the three steps over the whole batch
+   at once, as the operators do them (the same products, so the same bits: a per-image product
+   of fewer than 12 rows would go to OpenBLAS and round differently). */
+static void whole_batch(const ffn *f, int64_t n, float *hid, float *act)
+{
+    const int64_t m = n * f->h * f->w, row = f->w * f->hd;
+    nad_gemm_nt_weights(m, f->hd, f->c, f->x, f->c, f->w1, f->ldw1, f->b1, f->bs1, false, hid, f->hd);
+    geom g = {.n = n, .h = f->h, .w = f->w, .ci = f->hd, .co = f->hd, .k = 3, .ho = f->h,
+              .wo = f->w, .s = 1, .pad = 1, .d = 1, .g = f->hd};
+    for (int64_t q = 0; q < n * f->h; q++) {
+        nad_dw_forward_row(&g, hid, f->taps, f->bd, q, act);
+        nad_gelu_span(act + q * row, act + q * row, row);
+    }
+    if (f->r && f->r != f->y) memcpy(f->y, f->r, (size_t)(m * f->c) * sizeof(float));
+    nad_gemm_nt_weights(m, f->c, f->hd, act, f->hd, f->w2, f->ldw2, f->b2, f->bs2, f->r != NULL,
+                        f->y, f->c);
+}
+
+int nad_mixffn_forward(nad_workspace *ws, const nad_tensor *x, const nad_tensor *w1,
+                       const nad_tensor *b1, const nad_tensor *wd, const nad_tensor *bd,
+                       const nad_tensor *w2, const nad_tensor *b2, const nad_tensor *r,
+                       nad_tensor *y)
+{
+    const char *fn = "mixffn_forward";
+    int rc = nad_check_tensor(fn, "x", x);
+    if (rc || (rc = nad_check_contig(fn, "x", x)) || (rc = nad_check_ndim(fn, "x", x, 4)))
+        return rc;
+    if ((rc = nad_check_tensor(fn, "w1", w1)) || (rc = nad_check_ndim(fn, "w1", w1, 2))) return rc;
+    const int64_t N = x->size[0], H = x->size[1], W = x->size[2], C = x->size[3];
+    const int64_t hd = w1->size[0];
+    if (hd < 1) return nad_fail(NAD_EINVAL, "%s: w1 has no rows (hidden channels)", fn);
+    ffn f = {.h = H, .w = W, .c = C, .hd = hd};
+    if ((rc = check_weight(fn, "w1", w1, hd, C, &f.ldw1)) ||
+        (rc = check_weight(fn, "w2", w2, C, hd, &f.ldw2)) || (rc = check_bias(fn, "b1", b1, hd)) ||
+        (rc = check_bias(fn, "bd", bd, hd)) || (rc = check_bias(fn, "b2", b2, C)) ||
+        (rc = nad_check_tensor(fn, "wd", wd)) || (rc = nad_check_ndim(fn, "wd", wd, 4)))
+        return rc;
+    if (wd->size[0] != hd || wd->size[1] != 3 || wd->size[2] != 3 || wd->size[3] != 1) {
+        char buf[96];
+        return nad_fail(NAD_EINVAL, "%s: wd is %s, expected [%lld,3,3,1]", fn,
+                        nad_shape_str(wd, buf, sizeof buf), (long long)hd);
+    }
+    if (r && ((rc = nad_check_tensor(fn, "r", r)) || (rc = nad_check_contig(fn, "r", r)) ||
+              (rc = nad_check_same_shape(fn, "r", r, "x", x))))
+        return rc;
+    if ((rc = nad_check_tensor(fn, "y", y))) return rc;
+    if (nad_tensor_same_storage(x, y) || (r && r != y && nad_tensor_same_storage(r, y)))
+        return nad_fail(NAD_EINVAL, "%s: y must not share storage with x (or with r, unless it is r)", fn);
+
+    const int threads = omp_get_max_threads();
+    const int64_t row = W > 0 ? W * hd : 1;
+    f.band = BAND_FLOATS / row - 2 > 1 ? BAND_FLOATS / row - 2 : 1;
+    const int64_t per_thread = 2 * (f.band + 2) * row;
+    size_t floats = (size_t)(9 * hd + hd + threads * per_thread);
+    float *base = nad_workspace_get(ws, floats * sizeof(float));
+    if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
+    if ((rc = nad_resize_as(y, x)) || (rc = nad_check_contig(fn, "y", y))) return rc;
+    if (nad_numel(x) == 0) return 0;
+
+    geom g = {.co = hd, .k = 3};
+    float *taps = base, *bias = base + 9 * hd, *bufs = base + 10 * hd;
+    nad_dw_pack_taps(&g, wd, taps);
+    if (bd)
+        for (int64_t c = 0; c < hd; c++) bias[c] = nad_data(bd)[c * bd->stride[0]];
+    f.x = nad_data(x), f.r = r ? nad_data(r) : NULL, f.y = nad_data(y);
+    f.w1 = nad_data(w1), f.w2 = nad_data(w2), f.taps = taps, f.bd = bd ? bias : NULL;
+    f.b1 = b1 ? nad_data(b1) : NULL, f.bs1 = b1 ? b1->stride[0] : 0;
+    f.b2 = b2 ? nad_data(b2) : NULL, f.bs2 = b2 ? b2->stride[0] : 0;
+
+    if (N * H * row <= BAND_FLOATS) { /* the whole batch is one band: */
+        whole_batch(&f, N, bufs, bufs + per_thread / 2);
+        return 0;
+    }
+    /* work items: whole images, or each image in `parts` row ranges when there are fewer
+       images than threads (each range computes one fc1 row above it again) */
+    const int64_t parts = N < threads ? (threads + N - 1) / N : 1;
+    const int64_t items = N * (parts < H ? parts : H);
+    const int64_t per_image = items / N;
+    const double fmas = (double)N * H * W * hd * (2.0 * C + 9.0);
+    #pragma omp parallel for schedule(static) if (fmas > NAD_PAR_FMAS && items > 1)
+    for (int64_t it = 0; it < items; it++) {
+        float *hid = bufs + omp_get_thread_num() * per_thread, *act = hid + per_thread / 2;
+        const int64_t n = it / per_image, p = it % per_image;
+        ffn_rows(&f, n, H * p / per_image, H * (p + 1) / per_image, hid, act);
+    }
+    return 0;
+}

@@ -1,0 +1,131 @@
+/* test_mixffn.c: the fused inference Mix-FFN (mixffn.c) against the operators it replaces
+   (linear, conv2d_gelu depthwise, linear, add): one band and many, row ranges split across
+   threads, weight slices, no residual or y as the residual, frozen weights, and errors. The
+   supernet's test of inference without gradients checks it against them bit for bit. */
+#include "check.h"
+#include <criterion/criterion.h>
+#include <string.h>
+
+typedef struct mcfg {
+    int64_t n, h, w, c, hd;
+    int residual, views, in_place, threads, frozen;
+} mcfg;
+
+/* leading slice [rows, cols] of a fresh random [rows + er, cols + ec] tensor (or a plain one) */
+static nad_tensor *weight(nad_rng *rng, int views, int64_t rows, int64_t cols, nad_tensor **owner)
+{
+    if (!views) return *owner = NULL, tc_rand(rng, TC_SIZES(rows, cols));
+    *owner = tc_rand(rng, TC_SIZES(rows + 3, cols + 5));
+    nad_tensor *a = nad_tensor_narrow(*owner, 0, 0, rows), *b = nad_tensor_narrow(a, 1, 0, cols);
+    nad_tensor_free(a);
+    return b;
+}
+
+static void check_mixffn(const mcfg *m, uint64_t seed)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, seed);
+    cr_assert_eq(nad_set_num_threads(m->threads), 0);
+    nad_workspace *ws = nad_workspace_new(0);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(m->n, m->h, m->w, m->c));
+    nad_tensor *r = tc_rand(&rng, TC_SIZES(m->n, m->h, m->w, m->c));
+    nad_tensor *o1, *o2, *od = NULL;
+    nad_tensor *w1 = weight(&rng, m->views, m->hd, m->c, &o1);
+    nad_tensor *w2 = weight(&rng, m->views, m->c, m->hd, &o2);
+    nad_tensor *wd, *bd = tc_rand(&rng, TC_SIZES(m->hd)), *b2 = tc_rand(&rng, TC_SIZES(m->c));
+    nad_tensor *b1 = m->views ? NULL : tc_rand(&rng, TC_SIZES(m->hd));
+    if (m->views) {
+        od = tc_rand(&rng, TC_SIZES(m->hd + 4, 3, 3, 1));
+        wd = nad_tensor_narrow(od, 0, 0, m->hd);
+    } else {
+        wd = tc_rand(&rng, TC_SIZES(m->hd, 3, 3, 1));
+    }
+
+    /* the operators one after the other */
+    nad_tensor *h = tc_empty(), *act = tc_empty(), *f = tc_empty(), *want = tc_empty();
+    nad_conv2d_params p = {1, 1, 1, (int32_t)m->hd};
+    cr_assert_eq(nad_linear_forward(x, w1, b1, h), 0, "%s", nad_last_error());
+    cr_assert_eq(nad_conv2d_gelu_forward(ws, &p, h, wd, bd, NULL, act), 0, "%s", nad_last_error());
+    cr_assert_eq(nad_linear_forward(act, w2, b2, f), 0, "%s", nad_last_error());
+    if (m->residual) cr_assert_eq(nad_add(1, r, 1, f, want), 0);
+    else cr_assert_eq(nad_add(1, f, 0, f, want), 0);
+
+    if (m->frozen) nad_set_weights_frozen(1);
+    nad_tensor *y = m->in_place ? r : tc_empty();
+    /* y may be r: r is not read again after the first call; frozen: the second call takes the
+       packed weights from the cache */
+    for (int rep = 0; rep < (m->frozen ? 2 : 1); rep++) {
+        cr_assert_eq(nad_mixffn_forward(ws, x, w1, b1, wd, bd, w2, b2, m->residual ? r : NULL, y),
+                     0, "%s", nad_last_error());
+        cr_assert(tc_close(y, want, 1e-4, 1e-5), "n%lld h%lld w%lld c%lld hd%lld threads %d rep %d",
+                  (long long)m->n, (long long)m->h, (long long)m->w, (long long)m->c,
+                  (long long)m->hd, m->threads, rep);
+    }
+    if (m->frozen) nad_set_weights_frozen(0);
+    nad_tensor *ts[] = {x, w1, w2, wd, bd, b1, b2, o1, o2, od, h, act, f, want};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) nad_tensor_free(ts[i]);
+    if (y != r) nad_tensor_free(y);
+    nad_tensor_free(r);
+    nad_workspace_free(ws);
+    nad_set_num_threads(1);
+}
+
+/* hidden maps that fit one band whole: the batch in one go, bit for bit the operators' */
+Test(mixffn, matches_the_operators_in_one_band)
+{
+    mcfg m = {2, 9, 7, 8, 32, 1, 0, 0, 1, 0};
+    check_mixffn(&m, 1);
+    mcfg tiny = {2, 2, 3, 8, 32, 1, 0, 0, 2, 0}; /* fewer than 12 rows per image */
+    check_mixffn(&tiny, 11);
+}
+
+/* 16 x 1024 hidden floats a row: bands of 2 rows (the last of 1), fc1 rows carried over */
+Test(mixffn, matches_the_operators_across_bands)
+{
+    mcfg m = {1, 9, 16, 12, 1024, 1, 0, 0, 1, 0};
+    check_mixffn(&m, 2);
+    mcfg one = {2, 5, 40, 16, 512, 1, 0, 0, 1, 0}; /* bands of one row */
+    check_mixffn(&one, 3);
+}
+
+/* one image, two threads: each takes a row range and computes the fc1 row above it again */
+Test(mixffn, matches_the_operators_in_row_ranges_across_threads)
+{
+    mcfg m = {1, 11, 16, 12, 1024, 1, 0, 0, 2, 0};
+    check_mixffn(&m, 4);
+    mcfg three = {3, 7, 16, 8, 1024, 1, 0, 0, 2, 0}; /* more images than threads */
+    check_mixffn(&three, 5);
+}
+
+Test(mixffn, weight_slices_no_bias_no_residual_in_place_and_frozen)
+{
+    mcfg views = {2, 6, 5, 8, 24, 0, 1, 0, 1, 0};
+    check_mixffn(&views, 6);
+    mcfg in_place = {1, 6, 5, 8, 24, 1, 0, 1, 1, 0};
+    check_mixffn(&in_place, 7);
+    mcfg frozen = {1, 9, 16, 12, 1024, 1, 1, 0, 2, 1};
+    check_mixffn(&frozen, 8);
+}
+
+Test(mixffn, rejects_bad_arguments_by_name)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 9);
+    nad_workspace *ws = nad_workspace_new(0);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(1, 4, 4, 8)), *w1 = tc_rand(&rng, TC_SIZES(16, 8));
+    nad_tensor *wd = tc_rand(&rng, TC_SIZES(16, 3, 3, 1)), *w2 = tc_rand(&rng, TC_SIZES(8, 16));
+    nad_tensor *bad_wd = tc_rand(&rng, TC_SIZES(16, 5, 5, 1)), *bad_w2 = tc_rand(&rng, TC_SIZES(8, 15));
+    nad_tensor *bad_r = tc_rand(&rng, TC_SIZES(1, 4, 5, 8)), *y = tc_empty();
+    cr_assert_eq(nad_mixffn_forward(ws, x, w1, NULL, bad_wd, NULL, w2, NULL, NULL, y), NAD_EINVAL);
+    cr_assert(strstr(nad_last_error(), "wd is [16,5,5,1]"), "%s", nad_last_error());
+    cr_assert_eq(nad_mixffn_forward(ws, x, w1, NULL, wd, NULL, bad_w2, NULL, NULL, y), NAD_EINVAL);
+    cr_assert(strstr(nad_last_error(), "w2 is [8,15], expected [8,16]"), "%s", nad_last_error());
+    cr_assert_eq(nad_mixffn_forward(ws, x, w1, NULL, wd, NULL, w2, NULL, bad_r, y), NAD_EINVAL);
+    cr_assert(strstr(nad_last_error(), "r"), "%s", nad_last_error());
+    cr_assert_eq(nad_mixffn_forward(ws, x, w1, NULL, wd, NULL, w2, NULL, NULL, x), NAD_EINVAL);
+    cr_assert(strstr(nad_last_error(), "y must not share storage with x"), "%s", nad_last_error());
+    cr_assert_eq(nad_tensor_numel(y), 0, "y untouched by the failed calls");
+    nad_tensor *ts[] = {x, w1, wd, w2, bad_wd, bad_w2, bad_r, y};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) nad_tensor_free(ts[i]);
+    nad_workspace_free(ws);
+}
