@@ -280,6 +280,18 @@ enum { NAD_SHIFT_DOWN = 0, NAD_SHIFT_UP = 1, NAD_SHIFT_RIGHT = 2, NAD_SHIFT_LEFT
 int nad_shift_forward(const int32_t *dirs, const nad_tensor *x, nad_tensor *y);
 int nad_shift_backward(const int32_t *dirs, const nad_tensor *dy, nad_tensor *dx);
 
+/* ---- S2-MLPv2 split attention for inference (core/ops/split_attention.c) ----
+   The MLP mixer's branches x1 = shift(q, dirs1), x2 = shift(k, dirs2) and v, with q
+   [N,H,W,C] and kv = [k, v] [N,H,W,2C], read in place (no split, no shifted copies).
+   pool: a [N,1,1,C] = the mean over pixels of x1 + x2 + v (the split attention's GAP);
+   mix: y [N,H,W,C] = x1 wts[n,c,0] + x2 wts[n,c,1] + v wts[n,c,2] with wts [N,C,3] (the
+   branch weights after their softmax). The same bits as shift, add, adaptive_avgpool2d and
+   mul, in that order; nothing is kept for a backward. */
+int nad_split_attention_pool(const int32_t *dirs1, const int32_t *dirs2, const nad_tensor *q,
+                             const nad_tensor *kv, nad_tensor *a);
+int nad_split_attention_mix(const int32_t *dirs1, const int32_t *dirs2, const nad_tensor *q,
+                            const nad_tensor *kv, const nad_tensor *wts, nad_tensor *y);
+
 /* ---- cross entropy (core/ops/cross_entropy.c) ----
    logits[..., K]: every row is one pixel or one image. labels holds one class index per row
    (any shape with that many elements, float values that are integers: masks are float

@@ -10,8 +10,10 @@ local buffers = require 'autonad.supernet.buffers'
 local workspace = require('autonad.workspace').default
 local C, check = core.C, core.check
 
--- AUTONAD_MIXFFN=unfused runs inference's Mix-FFN as separate operators (for A/B timing)
-local FUSED_FFN = os.getenv('AUTONAD_MIXFFN') ~= 'unfused'
+-- Inference (gradients off, not training) runs fused operators: the Mix-FFN with its residual
+-- add in row bands (mixffn.c), the MLP mixer's split attention in two passes
+-- (split_attention.c). AUTONAD_FUSED=0 runs the separate operators instead (for A/B timing).
+local FUSED = os.getenv('AUTONAD_FUSED') ~= '0'
 
 local Block = class('Block')
 Block.ACT = { 'x1', 'x2', 'act', 'm', 'f', 'mask1', 'mask2' }
@@ -97,11 +99,12 @@ end
 --- x [N,H,W,C] -> [N,H,W,C]; rng draws the drop-path masks while training.
 function Block:forward(x, rng)
     self.dropped = false
+    local fused = FUSED and not self.grad_enabled and not self.training
     local a1 = self.norm1:forward(x)
-    local m = self.mixer:forward(a1)
+    local m = self.mixer:forward(a1, fused)
     residual(self, x, m, self.mask1, self.m, self.x1, rng)
     local a2 = self.norm2:forward(self.x1)
-    if FUSED_FFN and not self.grad_enabled and not self.training then
+    if fused then
         -- inference: the Mix-FFN and its residual add in row bands (mixffn.c), the hidden
         -- maps never whole; nothing is kept for a backward (Supernet:backward refuses one)
         local fc1, dw, fc2 = self.fc1.v, self.dw.v, self.fc2.v

@@ -199,7 +199,27 @@ local function branch_view(wts, n, c, i)
     return wts:view(n, 1, 1, c, 3):permute(5, 1, 2, 3, 4):narrow(1, i + 1, 1)
 end
 
-function Mlp:forward(x)
+-- the branch weights wts [N,C,3]: pooled sum -> rw1 -> GELU -> rw2 -> softmax over branches
+function Mlp:branch_weights(n, c)
+    check(C.nad_gelu_forward(self.rw1:forward(self.a), self.g1))
+    local r2 = self.rw2:forward(self.g1)                       -- [N,1,1,3C]
+    self.wts:resize(n, c, 3)
+    check(C.nad_softmax_forward(r2:view(n, c, 3), self.wts))
+end
+
+--- inference (no backward after it): the branches read in place, two passes over the maps
+--- (split_attention.c) instead of split, shifts, adds and multiplies; the same bits
+function Mlp:forward_inference(x)
+    local sh, c = self.shared, self.c
+    local q, kv = sh.q:forward(x), sh.kv:forward(x)
+    check(C.nad_split_attention_pool(SHIFT1, SHIFT2, q, kv, self.a))
+    self:branch_weights(x:size(1), c)
+    check(C.nad_split_attention_mix(SHIFT1, SHIFT2, q, kv, self.wts, self.y))
+    return sh.proj:forward(self.mlp:forward(self.y))
+end
+
+function Mlp:forward(x, inference)
+    if inference then return self:forward_inference(x) end
     local sh, c = self.shared, self.c
     local n = x:size(1)
     local q, kv = sh.q:forward(x), sh.kv:forward(x)
@@ -211,10 +231,7 @@ function Mlp:forward(x)
     add(self.x1, self.x2, self.s)
     add(self.s, self.v, self.s)
     check(C.nad_adaptive_avgpool2d_forward(1, 1, self.s, self.a))
-    check(C.nad_gelu_forward(self.rw1:forward(self.a), self.g1))
-    local r2 = self.rw2:forward(self.g1)                       -- [N,1,1,3C]
-    self.wts:resize(n, c, 3)
-    check(C.nad_softmax_forward(r2:view(n, c, 3), self.wts))
+    self:branch_weights(n, c)
     local xs = { self.x1, self.x2, self.v }
     for i = 1, 3 do
         local w = self.wbuf[i]:resize(1, n, 1, 1, c):copy(branch_view(self.wts, n, c, i - 1)):view(n, 1, 1, c)
