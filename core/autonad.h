@@ -210,6 +210,11 @@ int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const n
 int nad_groupnorm_forward(int32_t groups, float eps, const nad_tensor *x, const nad_tensor *gamma,
                           const nad_tensor *beta, nad_tensor *y, nad_tensor *mean,
                           nad_tensor *rstd);
+/* y = ReLU(groupnorm(x)) in one pass over the output (the decoder's GroupNorm + ReLU); its
+   backward is relu_backward on y, then groupnorm_backward */
+int nad_groupnorm_relu_forward(int32_t groups, float eps, const nad_tensor *x,
+                               const nad_tensor *gamma, const nad_tensor *beta, nad_tensor *y,
+                               nad_tensor *mean, nad_tensor *rstd);
 int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor *gamma,
                            const nad_tensor *mean, const nad_tensor *rstd, const nad_tensor *dy,
                            nad_tensor *dx, nad_tensor *dgamma, nad_tensor *dbeta);

@@ -13,10 +13,12 @@
    a fixed order whatever the thread count. */
 enum { CB = 64, PCHUNK = 128 };
 
-typedef enum { SUM_X, SUM_SQDEV, SUM_DY } sum_kind;
+typedef enum { SUM_SHIFTED, SUM_DY } sum_kind;
 
-/* Per-channel sums over p pixels (row stride c) of nc <= CB channels: SUM_X: x; SUM_SQDEV:
-   (x - m)^2; SUM_DY: dy g into t1 and dy g (x - m) r into t2. m, r, g: per channel. */
+/* Per-channel sums over p pixels (row stride c) of nc <= CB channels: SUM_SHIFTED: x - m into
+   t1 and (x - m)^2 into t2, m a shift near the mean (the first pixel's value: the variance
+   from these two sums in one pass, without the cancellation of raw sums of squares); SUM_DY:
+   dy g into t1 and dy g (x - m) r into t2. m, r, g: per channel. */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 channel_sums(sum_kind kind, const float *x, const float *dy, int64_t p, int64_t c, int64_t nc,
              const float *m, const float *r, const float *g, double *t1, double *t2)
@@ -27,10 +29,12 @@ channel_sums(sum_kind kind, const float *x, const float *dy, int64_t p, int64_t 
         float a1[CB] = {0}, a2[CB] = {0};
         for (int64_t i = i0; i < i1; i++) {
             const float *xi = x + i * c;
-            if (kind == SUM_X) {
-                for (int64_t j = 0; j < nc; j++) a1[j] += xi[j];
-            } else if (kind == SUM_SQDEV) {
-                for (int64_t j = 0; j < nc; j++) a1[j] += (xi[j] - m[j]) * (xi[j] - m[j]);
+            if (kind == SUM_SHIFTED) {
+                for (int64_t j = 0; j < nc; j++) {
+                    float d = xi[j] - m[j];
+                    a1[j] += d;
+                    a2[j] += d * d;
+                }
             } else {
                 const float *gi = dy + i * c;
                 for (int64_t j = 0; j < nc; j++) {
@@ -47,14 +51,21 @@ channel_sums(sum_kind kind, const float *x, const float *dy, int64_t p, int64_t 
     }
 }
 
-/* y = (x - m) r g + b over p pixels of nc channels */
+/* y = (x - m) r g + b over p pixels of nc channels, then max(y, 0) with relu (in the same
+   pass: GroupNorm + ReLU writes its output once) */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 gn_apply(const float *x, float *y, int64_t p, int64_t c, int64_t nc, const float *m,
-         const float *r, const float *g, const float *b)
+         const float *r, const float *g, const float *b, bool relu)
 {
     for (int64_t i = 0; i < p; i++)
-        for (int64_t j = 0; j < nc; j++)
-            y[i * c + j] = (x[i * c + j] - m[j]) * r[j] * g[j] + b[j];
+        if (relu)
+            for (int64_t j = 0; j < nc; j++) {
+                float v = (x[i * c + j] - m[j]) * r[j] * g[j] + b[j];
+                y[i * c + j] = v > 0.0f ? v : 0.0f;
+            }
+        else
+            for (int64_t j = 0; j < nc; j++)
+                y[i * c + j] = (x[i * c + j] - m[j]) * r[j] * g[j] + b[j];
 }
 
 /* dx = r (dy g - k1 - (x - m) r k2) over p pixels of nc channels (dx may be dy) */
@@ -98,23 +109,45 @@ static void piece_vectors(const gn_block *k, int64_t j0, int64_t nc, int64_t cg,
     }
 }
 
-/* The block's group sums (ng of each) of one kind; gm, gr: per group of the sample. */
+/* The block's group sums (ng of each) of one kind; gm, gr: per group of the sample. For
+   SUM_SHIFTED, s1 and s2 are each group's mean and biased variance instead. */
 static void block_sums(sum_kind kind, const gn_block *k, const float *xs, const float *dys,
                        int64_t p, int64_t c, int64_t cg, const float *gm, const float *gr,
                        const float *gamma, int64_t gs, double *s1, double *s2)
 {
-    for (int64_t i = 0; i < k->ng; i++) s1[i] = s2[i] = 0;
+    double sq[CB]; /* SUM_SHIFTED: per group, the channels' squared deviations from their means */
+    for (int64_t i = 0; i < k->ng; i++) s1[i] = s2[i] = sq[i] = 0;
     for (int64_t j0 = 0; j0 < k->cn; j0 += CB) {
         int64_t nc = k->cn - j0 < CB ? k->cn - j0 : CB;
         float m[CB], r[CB], g[CB];
         double t1[CB], t2[CB];
-        piece_vectors(k, j0, nc, cg, gm, gr, gamma, gs, m, r, g);
+        if (kind == SUM_SHIFTED) /* the shifts: the first pixel's values */
+            for (int64_t j = 0; j < nc; j++) m[j] = xs[k->c0 + j0 + j];
+        else
+            piece_vectors(k, j0, nc, cg, gm, gr, gamma, gs, m, r, g);
         channel_sums(kind, xs + k->c0 + j0, dys ? dys + k->c0 + j0 : NULL, p, c, nc, m, r, g,
                      t1, t2);
         for (int64_t j = 0; j < nc; j++) {
-            s1[(j0 + j) / cg] += t1[j];
-            s2[(j0 + j) / cg] += t2[j];
+            int64_t gi = (j0 + j) / cg;
+            if (kind == SUM_SHIFTED) { /* channel mean m + t1 / p, deviations t2 - t1^2 / p */
+                double mj = m[j] + t1[j] / (double)p;
+                s1[gi] += mj;
+                s2[gi] += mj * mj;
+                sq[gi] += t2[j] - t1[j] * t1[j] / (double)p;
+            } else {
+                s1[gi] += t1[j];
+                s2[gi] += t2[j];
+            }
         }
+    }
+    if (kind != SUM_SHIFTED) return;
+    /* a group of cg channels of p values each: its mean is the channels' mean, its variance
+       their deviations plus the spread of their means (Chan et al.'s combination) */
+    for (int64_t i = 0; i < k->ng; i++) {
+        double mean = s1[i] / (double)cg;
+        double var = (sq[i] + (double)p * (s2[i] - (double)cg * mean * mean)) / ((double)p * cg);
+        s1[i] = mean;
+        s2[i] = var > 0 ? var : 0;
     }
 }
 
@@ -140,11 +173,10 @@ static int check_x(const char *fn, int32_t groups, const nad_tensor *x)
     return 0;
 }
 
-int nad_groupnorm_forward(int32_t groups, float eps, const nad_tensor *x, const nad_tensor *gamma,
-                          const nad_tensor *beta, nad_tensor *y, nad_tensor *mean,
-                          nad_tensor *rstd)
+static int groupnorm_forward(const char *fn, bool relu, int32_t groups, float eps,
+                             const nad_tensor *x, const nad_tensor *gamma, const nad_tensor *beta,
+                             nad_tensor *y, nad_tensor *mean, nad_tensor *rstd)
 {
-    const char *fn = "groupnorm_forward";
     int rc = check_x(fn, groups, x);
     if (rc) return rc;
     int64_t n = x->size[0], p = x->size[1] * x->size[2], c = x->size[3], cg = c / groups;
@@ -161,7 +193,6 @@ int nad_groupnorm_forward(int32_t groups, float eps, const nad_tensor *x, const 
     const float *xd = nad_data(x), *g = nad_data(gamma), *b = nad_data(beta);
     float *yd = nad_data(y), *md = nad_data(mean), *rd = nad_data(rstd);
     int64_t gs = gamma->stride[0], bs = beta->stride[0];
-    double count = (double)p * (double)cg;
     int64_t gpb = cg <= CB ? CB / cg : 1, tasks = n * ((groups + gpb - 1) / gpb);
     #pragma omp parallel for schedule(static) if (n * p * c > NAD_PAR_FLOATS / 2)
     for (int64_t q = 0; q < tasks; q++) {
@@ -169,20 +200,35 @@ int nad_groupnorm_forward(int32_t groups, float eps, const nad_tensor *x, const 
         const float *xs = xd + k.s * p * c;
         float *ys = yd + k.s * p * c, *ms = md + k.s * groups, *rs = rd + k.s * groups;
         double s1[CB], s2[CB];
-        block_sums(SUM_X, &k, xs, NULL, p, c, cg, NULL, NULL, NULL, 0, s1, s2);
-        for (int64_t i = 0; i < k.ng; i++) ms[k.g0 + i] = (float)(s1[i] / count);
-        block_sums(SUM_SQDEV, &k, xs, NULL, p, c, cg, ms, NULL, NULL, 0, s1, s2);
-        for (int64_t i = 0; i < k.ng; i++)
-            rs[k.g0 + i] = (float)(1.0 / sqrt(s1[i] / count + eps));
+        block_sums(SUM_SHIFTED, &k, xs, NULL, p, c, cg, NULL, NULL, NULL, 0, s1, s2);
+        for (int64_t i = 0; i < k.ng; i++) {
+            ms[k.g0 + i] = (float)s1[i];
+            rs[k.g0 + i] = (float)(1.0 / sqrt(s2[i] + eps));
+        }
         for (int64_t j0 = 0; j0 < k.cn; j0 += CB) {
             int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
             float m[CB], r[CB], gv[CB], bv[CB];
             piece_vectors(&k, j0, nc, cg, ms, rs, g, gs, m, r, gv);
             piece_vectors(&k, j0, nc, cg, NULL, NULL, b, bs, NULL, NULL, bv);
-            gn_apply(xs + k.c0 + j0, ys + k.c0 + j0, p, c, nc, m, r, gv, bv);
+            gn_apply(xs + k.c0 + j0, ys + k.c0 + j0, p, c, nc, m, r, gv, bv, relu);
         }
     }
     return 0;
+}
+
+int nad_groupnorm_forward(int32_t groups, float eps, const nad_tensor *x, const nad_tensor *gamma,
+                          const nad_tensor *beta, nad_tensor *y, nad_tensor *mean,
+                          nad_tensor *rstd)
+{
+    return groupnorm_forward("groupnorm_forward", false, groups, eps, x, gamma, beta, y, mean, rstd);
+}
+
+int nad_groupnorm_relu_forward(int32_t groups, float eps, const nad_tensor *x,
+                               const nad_tensor *gamma, const nad_tensor *beta, nad_tensor *y,
+                               nad_tensor *mean, nad_tensor *rstd)
+{
+    return groupnorm_forward("groupnorm_relu_forward", true, groups, eps, x, gamma, beta, y, mean,
+                             rstd);
 }
 
 /* Per (n, group) with xhat = (x - mean) rstd, g = dy gamma and K = H*W*C/groups values:

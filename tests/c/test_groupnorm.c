@@ -1,8 +1,10 @@
 /* test_groupnorm.c: channels-last group norm against a plain loop for several group counts,
-   sliced and strided gamma/beta, the backward against finite differences, errors. */
+   sliced and strided gamma/beta, one-pass statistics far from zero, GroupNorm + ReLU in one
+   pass, the backward against finite differences, errors. */
 #include "check.h"
 #include "internal.h" /* only to build a 1-D view with a non-unit stride */
 #include <criterion/criterion.h>
+#include <string.h>
 
 static nad_tensor *strided_vec(nad_rng *rng, int64_t n)
 {
@@ -206,4 +208,52 @@ Test(groupnorm, parallel_paths_do_not_depend_on_thread_count)
     cr_assert(tc_close(y[0], want, 1e-4, 1e-5));
     nad_tensor *all[] = {x, dy, g, b, y[0], y[1], dx[0], dx[1], dg[0], dg[1], m, r, want, wm, wr};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+}
+
+/* The statistics come from one pass of sums around a shift (each channel's first pixel): maps
+   whose values sit far from zero (1000 + noise of 1e-2: raw sums of squares would lose the
+   variance to cancellation) and a tiny spread keep the loop's mean and rstd. */
+Test(groupnorm, one_pass_statistics_hold_far_from_zero)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 11);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(2, 40, 33, 16)), *g = tc_rand(&rng, TC_SIZES(16));
+    nad_tensor *b = tc_rand(&rng, TC_SIZES(16));
+    for (int64_t i = 0; i < nad_tensor_numel(x); i++)
+        *tc_at(x, i) = 1000.0f + (i % 16 < 8 ? 1e-2f : 3.0f) * *tc_at(x, i);
+    nad_tensor *y = tc_empty(), *mean = tc_empty(), *rstd = tc_empty();
+    nad_tensor *want = tc_zeros(TC_SIZES(2, 40, 33, 16)), *wm = tc_zeros(TC_SIZES(2, 4));
+    nad_tensor *wr = tc_zeros(TC_SIZES(2, 4));
+    cr_assert_eq(nad_groupnorm_forward(4, 1e-5f, x, g, b, y, mean, rstd), 0, "%s", nad_last_error());
+    ref_groupnorm(4, 1e-5f, x, g, b, want, wm, wr);
+    cr_assert(tc_close(mean, wm, 1e-7, 0), "mean");
+    cr_assert(tc_close(rstd, wr, 1e-4, 0), "rstd");
+    /* y to the float mean's resolution: its ulp at 1000 (6e-5) times rstd (~170) */
+    cr_assert(tc_close(y, want, 0, 2e-2), "y");
+    nad_tensor *ts[] = {x, g, b, y, mean, rstd, want, wm, wr};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) nad_tensor_free(ts[i]);
+}
+
+/* GroupNorm + ReLU in one pass: the same bits as groupnorm_forward then relu_forward */
+Test(groupnorm, relu_fused_matches_groupnorm_then_relu)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 12);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(2, 5, 7, 24)), *g = tc_rand(&rng, TC_SIZES(24));
+    nad_tensor *b = tc_rand(&rng, TC_SIZES(24));
+    for (int64_t i = 0; i < 24; i++) *tc_at(b, i) -= 0.5f; /* outputs of both signs */
+    nad_tensor *y = tc_empty(), *m = tc_empty(), *r = tc_empty();
+    nad_tensor *want = tc_empty(), *wm = tc_empty(), *wr = tc_empty();
+    cr_assert_eq(nad_groupnorm_relu_forward(8, 1e-5f, x, g, b, y, m, r), 0, "%s", nad_last_error());
+    cr_assert_eq(nad_groupnorm_forward(8, 1e-5f, x, g, b, want, wm, wr), 0);
+    cr_assert_eq(nad_relu_forward(want, want), 0);
+    cr_assert(tc_close(y, want, 0, 0));
+    cr_assert(tc_close(m, wm, 0, 0) && tc_close(r, wr, 0, 0));
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < nad_tensor_numel(y); i++) zeros += *tc_at(y, i) == 0.0f;
+    cr_assert(zeros > 0 && zeros < nad_tensor_numel(y), "both signs seen");
+    cr_assert_eq(nad_groupnorm_relu_forward(5, 1e-5f, x, g, b, y, m, r), NAD_EINVAL);
+    cr_assert(strstr(nad_last_error(), "groupnorm_relu_forward: 5 groups"), "%s", nad_last_error());
+    nad_tensor *ts[] = {x, g, b, y, m, r, want, wm, wr};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) nad_tensor_free(ts[i]);
 }

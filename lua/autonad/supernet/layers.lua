@@ -196,8 +196,8 @@ GNReLU.select = LayerNorm.select
 
 function GNReLU:forward(x)
     local v = self.v
-    check(C.nad_groupnorm_forward(self.groups, 1e-5, x, v.g.value, v.b.value, self.y, self.mean, self.rstd))
-    check(C.nad_relu_forward(self.y, self.y))
+    check(C.nad_groupnorm_relu_forward(self.groups, 1e-5, x, v.g.value, v.b.value, self.y, self.mean,
+        self.rstd))
     return self.y
 end
 
