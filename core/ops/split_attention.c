@@ -5,6 +5,7 @@
    they lie (shifted pixels, kv's two halves): one pass pools their sum, one weighs and sums
    them. The sums are formed in the operators' order, so the results are the same bits. */
 #include "../internal.h"
+#include <stdlib.h>
 
 static int check_maps(const char *fn, const int32_t *dirs1, const int32_t *dirs2,
                       const nad_tensor *q, const nad_tensor *kv)
@@ -31,28 +32,57 @@ static int check_maps(const char *fn, const int32_t *dirs1, const int32_t *dirs2
     return 0;
 }
 
-/* the source pixel of direction d at (h, w), as shift.c: one pixel against d, or (h, w) itself
-   where that falls outside the map */
-static inline int64_t source(int32_t d, int64_t h, int64_t w, int64_t H, int64_t W)
+/* Where quarter qq of branch x1 (from q, dirs1) and of x2 (from kv, dirs2) reads along row h
+   of image n, as shift.c: one pixel against the direction, or the pixel itself where that
+   falls outside the map. A vertical direction moves the whole row; a horizontal one reads
+   column w - dw, except at the vacated edge column, which reads itself. */
+typedef struct quarter {
+    const float *row1, *row2; /* x1's and x2's source rows, at the quarter's first channel */
+    int64_t dw1, dw2, edge1, edge2;
+} quarter;
+
+static void source_row(int32_t d, int64_t h, int64_t H, int64_t W, int64_t *sh, int64_t *dw,
+                       int64_t *edge)
 {
-    int64_t sh = h - (d == NAD_SHIFT_DOWN) + (d == NAD_SHIFT_UP);
-    int64_t sw = w - (d == NAD_SHIFT_RIGHT) + (d == NAD_SHIFT_LEFT);
-    if (sh < 0 || sh >= H || sw < 0 || sw >= W) sh = h, sw = w;
-    return sh * W + sw;
+    *sh = h, *dw = 0, *edge = -1;
+    if (d == NAD_SHIFT_DOWN && h > 0) *sh = h - 1;
+    if (d == NAD_SHIFT_UP && h < H - 1) *sh = h + 1;
+    if (d == NAD_SHIFT_RIGHT) *dw = 1, *edge = 0;
+    if (d == NAD_SHIFT_LEFT) *dw = -1, *edge = W - 1;
 }
 
-/* One pixel's three branch rows, quarter by quarter: f(c, x1, x2, v) for each channel. */
-#define FOR_BRANCHES(qd, kvd, n, h, w, BODY)                                                  \
-    for (int32_t qq = 0; qq < 4; qq++) {                                                      \
-        const int64_t img = (n) * H * W, at = img + (h) * W + (w);                             \
-        const float *x1 = qd + (img + source(dirs1[qq], h, w, H, W)) * C + qq * Q;             \
-        const float *x2 = kvd + (img + source(dirs2[qq], h, w, H, W)) * 2 * C + qq * Q;        \
-        const float *v = kvd + at * 2 * C + C + qq * Q;                                         \
-        for (int64_t j = 0; j < Q; j++) {                                                     \
-            const int64_t c = qq * Q + j;                                                     \
-            BODY;                                                                             \
-        }                                                                                     \
+static void quarters(const int32_t *dirs1, const int32_t *dirs2, const float *qd,
+                     const float *kvd, int64_t n, int64_t h, int64_t H, int64_t W, int64_t C,
+                     quarter *qs)
+{
+    for (int32_t qq = 0; qq < 4; qq++) {
+        int64_t sh1, sh2;
+        source_row(dirs1[qq], h, H, W, &sh1, &qs[qq].dw1, &qs[qq].edge1);
+        source_row(dirs2[qq], h, H, W, &sh2, &qs[qq].dw2, &qs[qq].edge2);
+        qs[qq].row1 = qd + (n * H + sh1) * W * C + qq * (C / 4);
+        qs[qq].row2 = kvd + (n * H + sh2) * W * 2 * C + qq * (C / 4);
     }
+}
+
+/* pixel w's source column in a row read with column shift dw and edge column edge */
+static inline int64_t col(int64_t w, int64_t dw, int64_t edge) { return w == edge ? w : w - dw; }
+
+/* acc += (x1 + x2) + v over one quarter's q channels (the operators' order: add, add, pool) */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+pool_quarter(const float *restrict x1, const float *restrict x2, const float *restrict v,
+             int64_t q, float *restrict acc)
+{
+    for (int64_t j = 0; j < q; j++) acc[j] += (x1[j] + x2[j]) + v[j];
+}
+
+/* y = ((x1 w0) + (x2 w1)) + (v w2) over one quarter (the order of mul, mul, add, mul, add) */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+mix_quarter(const float *restrict x1, const float *restrict x2, const float *restrict v,
+            const float *restrict w0, const float *restrict w1, const float *restrict w2,
+            int64_t q, float *restrict y)
+{
+    for (int64_t j = 0; j < q; j++) y[j] = (x1[j] * w0[j] + x2[j] * w1[j]) + v[j] * w2[j];
+}
 
 int nad_split_attention_pool(const int32_t *dirs1, const int32_t *dirs2, const nad_tensor *q,
                              const nad_tensor *kv, nad_tensor *a)
@@ -71,9 +101,16 @@ int nad_split_attention_pool(const int32_t *dirs1, const int32_t *dirs2, const n
     for (int64_t n = 0; n < N; n++) {
         float *acc = ad + n * C;
         for (int64_t c = 0; c < C; c++) acc[c] = 0;
-        for (int64_t h = 0; h < H; h++)
+        for (int64_t h = 0; h < H; h++) {
+            quarter qs[4];
+            quarters(dirs1, dirs2, qd, kvd, n, h, H, W, C, qs);
+            const float *vrow = kvd + (n * H + h) * W * 2 * C + C;
             for (int64_t w = 0; w < W; w++)
-                FOR_BRANCHES(qd, kvd, n, h, w, acc[c] += (x1[j] + x2[j]) + v[j])
+                for (int32_t qq = 0; qq < 4; qq++)
+                    pool_quarter(qs[qq].row1 + col(w, qs[qq].dw1, qs[qq].edge1) * C,
+                                 qs[qq].row2 + col(w, qs[qq].dw2, qs[qq].edge2) * 2 * C,
+                                 vrow + w * 2 * C + qq * Q, Q, acc + qq * Q);
+        }
         for (int64_t c = 0; c < C; c++) acc[c] *= inv;
     }
     return 0;
@@ -99,16 +136,26 @@ int nad_split_attention_mix(const int32_t *dirs1, const int32_t *dirs2, const na
     if ((rc = nad_resize_as(y, q)) || (rc = nad_check_contig(fn, "y", y))) return rc;
     const float *qd = nad_data(q), *kvd = nad_data(kv), *wd = nad_data(wts);
     float *yd = nad_data(y);
-    /* ((x1 w0) + (x2 w1)) + (v w2), in the order of mul, mul, add, mul, add */
+    /* the weights as three [N][C] planes, so that channels run contiguous */
+    float *planes = malloc((size_t)(3 * N * C) * sizeof(float));
+    if (!planes) return nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
+    for (int64_t i = 0; i < N * C; i++)
+        for (int b = 0; b < 3; b++) planes[b * N * C + i] = wd[3 * i + b];
     #pragma omp parallel for schedule(static) if (N * H * W * 4 * C > NAD_PAR_FLOATS)
     for (int64_t r = 0; r < N * H; r++) {
         const int64_t n = r / H, h = r % H;
-        const float *wn = wd + n * C * 3;
-        for (int64_t w = 0; w < W; w++) {
-            float *yr = yd + (r * W + w) * C;
-            FOR_BRANCHES(qd, kvd, n, h, w,
-                         yr[c] = (x1[j] * wn[3 * c] + x2[j] * wn[3 * c + 1]) + v[j] * wn[3 * c + 2])
-        }
+        quarter qs[4];
+        quarters(dirs1, dirs2, qd, kvd, n, h, H, W, C, qs);
+        const float *vrow = kvd + r * W * 2 * C + C;
+        for (int64_t w = 0; w < W; w++)
+            for (int32_t qq = 0; qq < 4; qq++) {
+                const int64_t c0 = n * C + qq * Q;
+                mix_quarter(qs[qq].row1 + col(w, qs[qq].dw1, qs[qq].edge1) * C,
+                            qs[qq].row2 + col(w, qs[qq].dw2, qs[qq].edge2) * 2 * C,
+                            vrow + w * 2 * C + qq * Q, planes + c0, planes + N * C + c0,
+                            planes + 2 * N * C + c0, Q, yd + (r * W + w) * C + qq * Q);
+            }
     }
+    free(planes);
     return 0;
 }
