@@ -2,7 +2,9 @@
    interpolate(mode='bilinear', size=...) semantics for both align_corners settings, forward
    and backward. Used by the decoder (FPN, PPM, fuse, final upsample) and nn.Upsample. */
 #include "../internal.h"
+#include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { PAR_MIN = NAD_PAR_FLOATS / 4, CHUNK = 64 }; /* 4 taps per output */
 
@@ -138,9 +140,17 @@ int nad_resize_bilinear_accumulate(int32_t align_corners, const nad_tensor *x, n
     return resize_forward(fn, (int32_t)y->size[1], (int32_t)y->size[2], align_corners, x, true, y);
 }
 
-/* dx = the transpose of the forward's interpolation: each dy[oh, ow] is scattered to its
-   four taps with the same weights. Threads own (sample, channel chunk) pairs, so no two
-   write one element and each element's sum runs in the same order whatever the count. */
+/* y[0:n] += a x[0:n] */
+static inline void axpy(int64_t n, float a, const float *restrict x, float *restrict y)
+{
+    for (int64_t k = 0; k < n; k++) y[k] += a * x[k];
+}
+
+/* dx = the transpose of the forward's interpolation, separably: each dy row is first spread
+   along W into a row t (two taps per output pixel), then t into dx's two source rows (for an
+   upsampling, far fewer than dy's pixels): 2 + 2 W / Wo multiply-adds per dy element instead
+   of 4 scattered ones. Threads own (sample, channel chunk) pairs, so no two write one element
+   and each element's sum runs in the same order whatever the count. */
 int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
                                  const nad_tensor *dy, nad_tensor *dx)
 {
@@ -165,36 +175,40 @@ int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
     const float sh = src_scale(H, Ho, align_corners), sw = src_scale(W, Wo, align_corners);
     const float *g = nad_data(dy);
     float *o = nad_data(dx);
-    const int64_t nchunks = (C + CHUNK - 1) / CHUNK;
+    const int64_t nchunks = (C + CHUNK - 1) / CHUNK, cw = C < CHUNK ? C : CHUNK;
+    const int threads = omp_get_max_threads();
+    /* the column taps (source columns and weights), and one row t [W][chunk] per thread */
+    struct { int64_t w0, w1; float b0, b1; } *cols = malloc((size_t)Wo * sizeof *cols);
+    float *rows = malloc((size_t)(threads * W * cw) * sizeof(float));
+    if (!cols || !rows) {
+        free(cols), free(rows);
+        return nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
+    }
+    for (int64_t ow = 0; ow < Wo; ow++) {
+        taps(sw, ow, W, align_corners, &cols[ow].w0, &cols[ow].w1, &cols[ow].b0, &cols[ow].b1);
+    }
     #pragma omp parallel for schedule(static) if (N * Ho * Wo * C > PAR_MIN)
-    for (int64_t t = 0; t < N * nchunks; t++) {
-        int64_t n = t / nchunks, c0 = (t % nchunks) * CHUNK;
-        int64_t c1 = c0 + CHUNK < C ? c0 + CHUNK : C;
-        float *on = o + n * H * W * C;
-        for (int64_t i = 0; i < H * W; i++)
-            for (int64_t c = c0; c < c1; c++) on[i * C + c] = 0;
+    for (int64_t task = 0; task < N * nchunks; task++) {
+        int64_t n = task / nchunks, c0 = (task % nchunks) * CHUNK;
+        int64_t cn = (c0 + CHUNK < C ? c0 + CHUNK : C) - c0;
+        float *on = o + n * H * W * C + c0, *t = rows + omp_get_thread_num() * W * cw;
+        for (int64_t i = 0; i < H * W; i++) memset(on + i * C, 0, (size_t)cn * sizeof(float));
         for (int64_t oh = 0; oh < Ho; oh++) {
             int64_t h0, h1;
             float a0, a1;
             taps(sh, oh, H, align_corners, &h0, &h1, &a0, &a1);
-            float *q0 = on + h0 * W * C, *q1 = on + h1 * W * C;
-            for (int64_t ow = 0; ow < Wo; ow++) {
-                int64_t w0, w1;
-                float b0, b1;
-                taps(sw, ow, W, align_corners, &w0, &w1, &b0, &b1);
-                const float *gr = g + ((n * Ho + oh) * Wo + ow) * gs;
-                float *q00 = q0 + w0 * C, *q01 = q0 + w1 * C;
-                float *q10 = q1 + w0 * C, *q11 = q1 + w1 * C;
-                const float f00 = a0 * b0, f01 = a0 * b1, f10 = a1 * b0, f11 = a1 * b1;
-                for (int64_t c = c0; c < c1; c++) {
-                    float v = gr[c];
-                    q00[c] += f00 * v;
-                    q01[c] += f01 * v;
-                    q10[c] += f10 * v;
-                    q11[c] += f11 * v;
-                }
+            memset(t, 0, (size_t)(W * cn) * sizeof(float));
+            const float *gr = g + (n * Ho + oh) * Wo * gs + c0;
+            /* the two taps in separate sweeps: at the last column they are one */
+            for (int64_t ow = 0; ow < Wo; ow++) axpy(cn, cols[ow].b0, gr + ow * gs, t + cols[ow].w0 * cn);
+            for (int64_t ow = 0; ow < Wo; ow++) axpy(cn, cols[ow].b1, gr + ow * gs, t + cols[ow].w1 * cn);
+            for (int64_t w = 0; w < W; w++) {
+                axpy(cn, a0, t + w * cn, on + (h0 * W + w) * C);
+                axpy(cn, a1, t + w * cn, on + (h1 * W + w) * C);
             }
         }
     }
+    free(cols);
+    free(rows);
     return 0;
 }
