@@ -308,6 +308,9 @@ int nad_cross_entropy_forward(int32_t ignore_label, const nad_tensor *logits,
 /* dlogits = scale * (softmax(logits) - onehot(label)) / counted rows; 0 on ignored rows. */
 int nad_cross_entropy_backward(int32_t ignore_label, float scale, const nad_tensor *logits,
                                const nad_tensor *labels, nad_tensor *dlogits);
+/* Both in one pass (the same bits as the two calls); dlogits may be logits. */
+int nad_cross_entropy_loss_grad(int32_t ignore_label, float scale, const nad_tensor *logits,
+                                const nad_tensor *labels, float *loss, nad_tensor *dlogits);
 
 /* ---- drop-path (core/ops/droppath.c) ----
    Per sample n of x[N, ...]: keep with probability 1-p; y[n] = x[n] * mask[n], where

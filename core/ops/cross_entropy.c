@@ -113,3 +113,49 @@ int nad_cross_entropy_backward(int32_t ignore_label, float scale, const nad_tens
     }
     return 0;
 }
+
+/* Both at once (a training step's loss and its gradient): one pass over the logits and the
+   labels; the loss summed in the forward's blocks and the gradient rows as the backward forms
+   them, so the same bits as the two calls. */
+int nad_cross_entropy_loss_grad(int32_t ignore_label, float scale, const nad_tensor *logits,
+                                const nad_tensor *labels, float *loss, nad_tensor *dlogits)
+{
+    const char *fn = "cross_entropy_loss_grad";
+    if (!loss) return nad_fail(NAD_EINVAL, "%s: loss is NULL", fn);
+    int64_t counted;
+    int rc = check_ce(fn, ignore_label, logits, labels, &counted);
+    if (rc || (rc = nad_check_tensor(fn, "dlogits", dlogits))) return rc;
+    if (dlogits != logits && (rc = nad_resize_as(dlogits, logits))) return rc;
+    if ((rc = nad_check_contig(fn, "dlogits", dlogits))) return rc;
+    const int64_t K = logits->size[logits->ndim - 1], rows = nad_numel(logits) / K;
+    const float *xd = nad_data(logits), *ld = nad_data(labels);
+    float *gd = nad_data(dlogits);
+    const float f = counted ? scale / (float)counted : 0.0f;
+    const int64_t per = (rows + BLOCKS - 1) / BLOCKS;
+    double part[BLOCKS] = {0};
+    #pragma omp parallel for schedule(static) if (rows * K > PAR_MIN)
+    for (int64_t b = 0; b < BLOCKS; b++) {
+        int64_t r0 = b * per, r1 = r0 + per < rows ? r0 + per : rows;
+        double acc = 0;
+        for (int64_t r = r0; r < r1; r++) {
+            const float *x = xd + r * K;
+            float *g = gd + r * K;
+            if (ld[r] == (float)ignore_label) {
+                for (int64_t j = 0; j < K; j++) g[j] = 0;
+                continue;
+            }
+            const int64_t label = (int64_t)ld[r];
+            float m = row_max(x, K), xl = x[label], s = 0; /* x[label] before g overwrites it */
+            for (int64_t j = 0; j < K; j++) s += g[j] = nad_expf(x[j] - m);
+            acc += (double)logf(s) + m - xl;
+            const float inv = f / s;
+            for (int64_t j = 0; j < K; j++) g[j] *= inv;
+            g[label] -= f;
+        }
+        part[b] = acc;
+    }
+    double total = 0;
+    for (int64_t b = 0; b < BLOCKS; b++) total += part[b];
+    *loss = counted ? (float)(total / (double)counted) : 0.0f;
+    return 0;
+}

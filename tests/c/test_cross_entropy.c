@@ -1,5 +1,6 @@
 /* test_cross_entropy.c: cross entropy with an ignore label against a plain loop (also with
-   huge logits), dlogits against finite differences, and the label errors. */
+   huge logits), dlogits against finite differences, loss and gradient in one pass against the
+   two calls, and the label errors. */
 #include "check.h"
 #include <criterion/criterion.h>
 
@@ -120,4 +121,37 @@ Test(cross_entropy, out_of_range_label_names_the_row)
     nad_tensor_free(labels);
     nad_tensor_free(d);
     nad_tensor_free(short_labels);
+}
+
+/* loss and gradient in one pass: the same bits as the forward and the backward, also in place
+   (dlogits = logits), on a map large enough for threads; its label errors name it */
+Test(cross_entropy, loss_grad_matches_forward_and_backward)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 4);
+    nad_tensor *logits = tc_rand(&rng, TC_SIZES(2, 90, 70, 5));
+    nad_tensor *labels = rand_labels(&rng, TC_SIZES(2, 90, 70), 5, 255);
+    nad_tensor *want = tc_empty(), *got = tc_empty(), *inplace = tc_zeros(TC_SIZES(2, 90, 70, 5));
+    float want_loss = 0, got_loss = 0, inplace_loss = 0;
+    for (int threads = 1; threads <= 2; threads++) {
+        nad_set_num_threads(threads);
+        cr_assert_eq(nad_cross_entropy_forward(255, logits, labels, &want_loss), 0);
+        cr_assert_eq(nad_cross_entropy_backward(255, 0.5f, logits, labels, want), 0);
+        cr_assert_eq(nad_cross_entropy_loss_grad(255, 0.5f, logits, labels, &got_loss, got), 0,
+                     "%s", nad_last_error());
+        cr_assert_eq(got_loss, want_loss);
+        cr_assert(tc_close(got, want, 0, 0));
+        cr_assert_eq(nad_tensor_copy(inplace, logits), 0);
+        cr_assert_eq(nad_cross_entropy_loss_grad(255, 0.5f, inplace, labels, &inplace_loss, inplace), 0);
+        cr_assert_eq(inplace_loss, want_loss);
+        cr_assert(tc_close(inplace, want, 0, 0));
+    }
+    nad_set_num_threads(1);
+    *tc_at(labels, 7) = 9;
+    cr_assert_eq(nad_cross_entropy_loss_grad(255, 1, logits, labels, &got_loss, got), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "cross_entropy_loss_grad: label 9 at row 7 is not a class "
+                                       "in [0, 5) nor the ignore label 255");
+    cr_assert_eq(got_loss, want_loss, "loss untouched");
+    nad_tensor *ts[] = {logits, labels, want, got, inplace};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) nad_tensor_free(ts[i]);
 }

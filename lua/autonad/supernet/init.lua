@@ -129,8 +129,8 @@ end
 --- Cross entropy of logits against labels (a tensor of class indices, ignore_label skipped);
 --- also leaves dlogits = d loss / d logits in self.dlogits. Returns the loss (a number).
 function Supernet:loss(logits, labels)
-    check(C.nad_cross_entropy_forward(self.ignore_label, logits, labels, self.loss_value))
-    check(C.nad_cross_entropy_backward(self.ignore_label, 1, logits, labels, self.dlogits))
+    check(C.nad_cross_entropy_loss_grad(self.ignore_label, 1, logits, labels, self.loss_value,
+        self.dlogits))
     return self.loss_value[0]
 end
 
