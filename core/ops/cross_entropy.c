@@ -36,7 +36,7 @@ static int check_ce(const char *fn, int32_t ignore_label, const nad_tensor *logi
     return 0;
 }
 
-/* log sum exp of a row, shifted by its max for stability */
+/* the row's max: its exponentials are taken shifted by it, for stability */
 static inline float row_max(const float *x, int64_t K)
 {
     float m = x[0];
@@ -44,24 +44,23 @@ static inline float row_max(const float *x, int64_t K)
     return m;
 }
 
-static inline float row_sumexp(const float *x, int64_t K, float m)
+/* The loss (when loss is not NULL) and dlogits (with grad), in one pass: rows in BLOCKS
+   fixed blocks, the loss's partial sums combined in block order. */
+static int cross_entropy(const char *fn, int32_t ignore_label, float scale,
+                         const nad_tensor *logits, const nad_tensor *labels, float *loss,
+                         bool grad, nad_tensor *dlogits)
 {
-    float s = 0;
-    for (int64_t j = 0; j < K; j++) s += nad_expf(x[j] - m);
-    return s;
-}
-
-/* loss = mean over counted rows of logsumexp(row) - row[label] */
-int nad_cross_entropy_forward(int32_t ignore_label, const nad_tensor *logits,
-                              const nad_tensor *labels, float *loss)
-{
-    const char *fn = "cross_entropy_forward";
-    if (!loss) return nad_fail(NAD_EINVAL, "%s: loss is NULL", fn);
-    int64_t counted;
+    int64_t counted = 0;
     int rc = check_ce(fn, ignore_label, logits, labels, &counted);
     if (rc) return rc;
+    if (grad && ((rc = nad_check_tensor(fn, "dlogits", dlogits)) ||
+                 (dlogits != logits && (rc = nad_resize_as(dlogits, logits))) ||
+                 (rc = nad_check_contig(fn, "dlogits", dlogits))))
+        return rc;
     const int64_t K = logits->size[logits->ndim - 1], rows = nad_numel(logits) / K;
     const float *xd = nad_data(logits), *ld = nad_data(labels);
+    float *gd = grad ? nad_data(dlogits) : NULL;
+    const float f = counted ? scale / (float)counted : 0.0f;
     const int64_t per = (rows + BLOCKS - 1) / BLOCKS;
     double part[BLOCKS] = {0};
     #pragma omp parallel for schedule(static) if (rows * K > PAR_MIN)
@@ -69,17 +68,41 @@ int nad_cross_entropy_forward(int32_t ignore_label, const nad_tensor *logits,
         int64_t r0 = b * per, r1 = r0 + per < rows ? r0 + per : rows;
         double acc = 0;
         for (int64_t r = r0; r < r1; r++) {
-            if (ld[r] == (float)ignore_label) continue;
             const float *x = xd + r * K;
-            float m = row_max(x, K);
-            acc += (double)logf(row_sumexp(x, K, m)) + m - x[(int64_t)ld[r]];
+            float *g = gd ? gd + r * K : NULL;
+            if (ld[r] == (float)ignore_label) {
+                for (int64_t j = 0; g && j < K; j++) g[j] = 0;
+                continue;
+            }
+            const int64_t label = (int64_t)ld[r];
+            float m = row_max(x, K), xl = x[label], s = 0; /* read x before g (may be x) */
+            if (g)
+                for (int64_t j = 0; j < K; j++) s += g[j] = nad_expf(x[j] - m);
+            else
+                for (int64_t j = 0; j < K; j++) s += nad_expf(x[j] - m);
+            acc += (double)logf(s) + m - xl; /* logsumexp(row) - row[label] */
+            if (!g) continue;
+            const float inv = f / s;
+            for (int64_t j = 0; j < K; j++) g[j] *= inv;
+            g[label] -= f;
         }
         part[b] = acc;
     }
-    double total = 0;
-    for (int64_t b = 0; b < BLOCKS; b++) total += part[b];
-    *loss = counted ? (float)(total / (double)counted) : 0.0f;
+    if (loss) {
+        double total = 0;
+        for (int64_t b = 0; b < BLOCKS; b++) total += part[b];
+        *loss = counted ? (float)(total / (double)counted) : 0.0f;
+    }
     return 0;
+}
+
+/* loss = mean over counted rows of logsumexp(row) - row[label] */
+int nad_cross_entropy_forward(int32_t ignore_label, const nad_tensor *logits,
+                              const nad_tensor *labels, float *loss)
+{
+    if (!loss) return nad_fail(NAD_EINVAL, "cross_entropy_forward: loss is NULL");
+    return cross_entropy("cross_entropy_forward", ignore_label, 1, logits, labels, loss, false,
+                         NULL);
 }
 
 /* dlogits = scale (softmax(row) - onehot(label)) / counted; 0 on ignored rows. The softmax is
@@ -87,75 +110,16 @@ int nad_cross_entropy_forward(int32_t ignore_label, const nad_tensor *logits,
 int nad_cross_entropy_backward(int32_t ignore_label, float scale, const nad_tensor *logits,
                                const nad_tensor *labels, nad_tensor *dlogits)
 {
-    const char *fn = "cross_entropy_backward";
-    int64_t counted;
-    int rc = check_ce(fn, ignore_label, logits, labels, &counted);
-    if (rc || (rc = nad_check_tensor(fn, "dlogits", dlogits))) return rc;
-    if (dlogits != logits && (rc = nad_resize_as(dlogits, logits))) return rc;
-    if ((rc = nad_check_contig(fn, "dlogits", dlogits))) return rc;
-    const int64_t K = logits->size[logits->ndim - 1], rows = nad_numel(logits) / K;
-    const float *xd = nad_data(logits), *ld = nad_data(labels);
-    float *gd = nad_data(dlogits);
-    const float f = counted ? scale / (float)counted : 0.0f;
-    #pragma omp parallel for schedule(static) if (rows * K > PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *x = xd + r * K;
-        float *g = gd + r * K;
-        if (ld[r] == (float)ignore_label) {
-            for (int64_t j = 0; j < K; j++) g[j] = 0;
-            continue;
-        }
-        float m = row_max(x, K), s = 0;
-        for (int64_t j = 0; j < K; j++) s += g[j] = nad_expf(x[j] - m); /* g may be x: read first */
-        const float inv = f / s;
-        for (int64_t j = 0; j < K; j++) g[j] *= inv;
-        g[(int64_t)ld[r]] -= f;
-    }
-    return 0;
+    return cross_entropy("cross_entropy_backward", ignore_label, scale, logits, labels, NULL, true,
+                         dlogits);
 }
 
 /* Both at once (a training step's loss and its gradient): one pass over the logits and the
-   labels; the loss summed in the forward's blocks and the gradient rows as the backward forms
-   them, so the same bits as the two calls. */
+   labels, the same bits as the two calls. */
 int nad_cross_entropy_loss_grad(int32_t ignore_label, float scale, const nad_tensor *logits,
                                 const nad_tensor *labels, float *loss, nad_tensor *dlogits)
 {
-    const char *fn = "cross_entropy_loss_grad";
-    if (!loss) return nad_fail(NAD_EINVAL, "%s: loss is NULL", fn);
-    int64_t counted;
-    int rc = check_ce(fn, ignore_label, logits, labels, &counted);
-    if (rc || (rc = nad_check_tensor(fn, "dlogits", dlogits))) return rc;
-    if (dlogits != logits && (rc = nad_resize_as(dlogits, logits))) return rc;
-    if ((rc = nad_check_contig(fn, "dlogits", dlogits))) return rc;
-    const int64_t K = logits->size[logits->ndim - 1], rows = nad_numel(logits) / K;
-    const float *xd = nad_data(logits), *ld = nad_data(labels);
-    float *gd = nad_data(dlogits);
-    const float f = counted ? scale / (float)counted : 0.0f;
-    const int64_t per = (rows + BLOCKS - 1) / BLOCKS;
-    double part[BLOCKS] = {0};
-    #pragma omp parallel for schedule(static) if (rows * K > PAR_MIN)
-    for (int64_t b = 0; b < BLOCKS; b++) {
-        int64_t r0 = b * per, r1 = r0 + per < rows ? r0 + per : rows;
-        double acc = 0;
-        for (int64_t r = r0; r < r1; r++) {
-            const float *x = xd + r * K;
-            float *g = gd + r * K;
-            if (ld[r] == (float)ignore_label) {
-                for (int64_t j = 0; j < K; j++) g[j] = 0;
-                continue;
-            }
-            const int64_t label = (int64_t)ld[r];
-            float m = row_max(x, K), xl = x[label], s = 0; /* x[label] before g overwrites it */
-            for (int64_t j = 0; j < K; j++) s += g[j] = nad_expf(x[j] - m);
-            acc += (double)logf(s) + m - xl;
-            const float inv = f / s;
-            for (int64_t j = 0; j < K; j++) g[j] *= inv;
-            g[label] -= f;
-        }
-        part[b] = acc;
-    }
-    double total = 0;
-    for (int64_t b = 0; b < BLOCKS; b++) total += part[b];
-    *loss = counted ? (float)(total / (double)counted) : 0.0f;
-    return 0;
+    if (!loss) return nad_fail(NAD_EINVAL, "cross_entropy_loss_grad: loss is NULL");
+    return cross_entropy("cross_entropy_loss_grad", ignore_label, scale, logits, labels, loss,
+                         true, dlogits);
 }
