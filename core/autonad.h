@@ -135,6 +135,11 @@ size_t nad_workspace_capacity(const nad_workspace *ws);
    W[:out, :in] of a larger weight (unit stride along in); b a leading slice. */
 int nad_linear_forward(const nad_tensor *x, const nad_tensor *w, const nad_tensor *b,
                        nad_tensor *y);
+/* y += x w^T + b: a residual add in the product's own pass (y keeps its shape, which must be
+   the output's; contiguous; not sharing storage with x or w). The sum is y + (x w^T + b), the
+   same bits as linear_forward then add. */
+int nad_linear_forward_acc(const nad_tensor *x, const nad_tensor *w, const nad_tensor *b,
+                           nad_tensor *y);
 /* dx = dy w (overwritten, x's shape); dw += dy^T x; db += sum over rows of dy. */
 int nad_linear_backward(const nad_tensor *x, const nad_tensor *w, const nad_tensor *dy,
                         nad_tensor *dx, nad_tensor *dw, nad_tensor *db);

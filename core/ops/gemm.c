@@ -403,11 +403,22 @@ static void gemm(bool b_trans, bool weights, int64_t m, int64_t n, int64_t k, co
         run(&pn, m, a, lda, accumulate, c, ldc);
         return;
     }
-    if (bias && !accumulate) add_bias_rows(m, n, bias, bias_stride, true, c, ldc);
+    /* accumulating: C += (A op(B) + bias) formed apart first, so that the sum rounds as the
+       product and an add after it would (the kernel's order; a fused residual add keeps the
+       bits of the unfused one) */
+    float *t = accumulate ? malloc((size_t)(m * n) * sizeof(float)) : NULL;
+    float *dst = t ? t : c;
+    const int64_t ldd = t ? n : ldc;
+    if (bias && !(accumulate && !t)) add_bias_rows(m, n, bias, bias_stride, true, dst, ldd);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans, (int)m, (int)n,
-                (int)k, 1.0f, a, (int)lda, b, (int)ldb, bias || accumulate ? 1.0f : 0.0f, c,
-                (int)ldc);
-    if (bias && accumulate) add_bias_rows(m, n, bias, bias_stride, false, c, ldc);
+                (int)k, 1.0f, a, (int)lda, b, (int)ldb, bias || (accumulate && !t) ? 1.0f : 0.0f,
+                dst, (int)ldd);
+    if (bias && accumulate && !t) add_bias_rows(m, n, bias, bias_stride, false, c, ldc);
+    if (t) {
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t j = 0; j < n; j++) c[r * ldc + j] += t[r * n + j];
+        free(t);
+    }
 }
 
 void nad_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,

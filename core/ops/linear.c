@@ -65,10 +65,10 @@ static int check_features(const char *fn, const rowmat *x, const rowmat *w)
     return 0;
 }
 
-int nad_linear_forward(const nad_tensor *x, const nad_tensor *w, const nad_tensor *b,
-                       nad_tensor *y)
+/* y = x w^T + b, or y += that with accumulate (y then keeps its shape, which must match) */
+static int linear_forward(const char *fn, const nad_tensor *x, const nad_tensor *w,
+                          const nad_tensor *b, bool accumulate, nad_tensor *y)
 {
-    const char *fn = "linear_forward";
     rowmat xm = {0}, wm = {0};
     int rc = nad_check_tensor(fn, "x", x);
     if (rc || (rc = as_rowmat(fn, "x", x, &xm))) return rc;
@@ -80,7 +80,20 @@ int nad_linear_forward(const nad_tensor *x, const nad_tensor *w, const nad_tenso
     int64_t sizes[NAD_MAX_DIMS];
     for (int32_t d = 0; d < x->ndim; d++) sizes[d] = x->size[d];
     sizes[x->ndim - 1] = out;
-    if ((rc = nad_tensor_resize(y, x->ndim, sizes))) return rc;
+    if (accumulate) {
+        bool same = y->ndim == x->ndim;
+        for (int32_t d = 0; same && d < x->ndim; d++) same = y->size[d] == sizes[d];
+        if (!same) {
+            char b1[96], b2[96];
+            return nad_fail(NAD_EINVAL, "%s: y is %s, x %s gives another output shape", fn,
+                            nad_shape_str(y, b1, sizeof b1), nad_shape_str(x, b2, sizeof b2));
+        }
+        if ((rc = nad_check_contig(fn, "y", y))) return rc;
+        if (nad_tensor_same_storage(x, y) || nad_tensor_same_storage(w, y))
+            return nad_fail(NAD_EINVAL, "%s: y must not share storage with x or w", fn);
+    } else if ((rc = nad_tensor_resize(y, x->ndim, sizes))) {
+        return rc;
+    }
 
     float *yd = nad_data(y);
     int64_t rows = xm.rows;
@@ -88,8 +101,20 @@ int nad_linear_forward(const nad_tensor *x, const nad_tensor *w, const nad_tenso
     const float *bd = b ? nad_data(b) : NULL;
     int64_t bs = b ? b->stride[0] : 0;
     /* y = x w^T with the bias added in the same pass (xm.cols == 0 gives y = b, or 0) */
-    nad_gemm_nt_weights(rows, out, xm.cols, xm.p, xm.ld, wm.p, wm.ld, bd, bs, false, yd, out);
+    nad_gemm_nt_weights(rows, out, xm.cols, xm.p, xm.ld, wm.p, wm.ld, bd, bs, accumulate, yd, out);
     return 0;
+}
+
+int nad_linear_forward(const nad_tensor *x, const nad_tensor *w, const nad_tensor *b,
+                       nad_tensor *y)
+{
+    return linear_forward("linear_forward", x, w, b, false, y);
+}
+
+int nad_linear_forward_acc(const nad_tensor *x, const nad_tensor *w, const nad_tensor *b,
+                           nad_tensor *y)
+{
+    return linear_forward("linear_forward_acc", x, w, b, true, y);
 }
 
 /* db[o] += sum_r dy[r, o], in column blocks so each block's sum is one thread's (the result

@@ -1,7 +1,9 @@
 /* test_linear.c: nad_linear_forward/backward against plain loops and finite differences,
-   with x a column slice and w, b, dw leading slices of larger tensors (weight entanglement). */
+   with x a column slice and w, b, dw leading slices of larger tensors (weight entanglement),
+   and the accumulating forward against forward + add. */
 #include "check.h"
 #include <criterion/criterion.h>
+#include <string.h>
 
 /* y[r, o] = sum_i x[r, i] w[o, i] + b[o], x read as [rows, in] through tc_at */
 static void ref_linear(const nad_tensor *x, const nad_tensor *w, const nad_tensor *b,
@@ -143,4 +145,33 @@ Test(linear, rejects_bad_shapes_and_leaves_outputs_untouched)
     cr_assert_str_eq(nad_last_error(), "linear_forward: w's last dim must have unit stride");
     nad_tensor *all[] = {x, w, y, w2, b, dy, dx, wt, x3};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+}
+
+/* y += x w^T + b: the same bits as linear_forward then add (the kernel's order, and the
+   OpenBLAS path's for products of fewer than 12 rows); y keeps its shape, and a wrong one or
+   y aliasing x is an error that leaves y alone */
+Test(linear, forward_acc_matches_forward_then_add)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 21);
+    const int64_t row_counts[] = {5, 300};
+    for (int i = 0; i < 2; i++) {
+        int64_t n = row_counts[i];
+        nad_tensor *x = tc_rand(&rng, TC_SIZES(n, 24)), *w = tc_rand(&rng, TC_SIZES(20, 24));
+        nad_tensor *b = tc_rand(&rng, TC_SIZES(20)), *r = tc_rand(&rng, TC_SIZES(n, 20));
+        nad_tensor *m = tc_empty(), *want = tc_empty(), *y = tc_zeros(TC_SIZES(n, 20));
+        cr_assert_eq(nad_linear_forward(x, w, b, m), 0);
+        cr_assert_eq(nad_add(1, r, 1, m, want), 0);
+        cr_assert_eq(nad_tensor_copy(y, r), 0);
+        cr_assert_eq(nad_linear_forward_acc(x, w, b, y), 0, "%s", nad_last_error());
+        cr_assert(tc_close(y, want, 0, 0), "%lld rows", (long long)n);
+        nad_tensor *ts[] = {x, w, b, r, m, want, y};
+        for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) nad_tensor_free(ts[k]);
+    }
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(6, 8)), *w = tc_rand(&rng, TC_SIZES(4, 8));
+    nad_tensor *y = tc_zeros(TC_SIZES(6, 5));
+    cr_assert_eq(nad_linear_forward_acc(x, w, NULL, y), NAD_EINVAL);
+    cr_assert(strstr(nad_last_error(), "linear_forward_acc: y is [6,5]"), "%s", nad_last_error());
+    cr_assert_eq(nad_tensor_sum(y), 0, "y untouched");
+    nad_tensor_free(x), nad_tensor_free(w), nad_tensor_free(y);
 }

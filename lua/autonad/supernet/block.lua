@@ -99,19 +99,22 @@ end
 --- x [N,H,W,C] -> [N,H,W,C]; rng draws the drop-path masks while training.
 function Block:forward(x, rng)
     self.dropped = false
-    local fused = FUSED and not self.grad_enabled and not self.training
     local a1 = self.norm1:forward(x)
-    local m = self.mixer:forward(a1, fused)
-    residual(self, x, m, self.mask1, self.m, self.x1, rng)
-    local a2 = self.norm2:forward(self.x1)
-    if fused then
-        -- inference: the Mix-FFN and its residual add in row bands (mixffn.c), the hidden
-        -- maps never whole; nothing is kept for a backward (Supernet:backward refuses one)
+    if FUSED and not self.grad_enabled and not self.training then
+        -- inference, in place on x (dead after this block; nothing is kept for a backward,
+        -- which Supernet:backward refuses): the mixer's proj adds into x in its product's pass,
+        -- then the Mix-FFN and its residual add run in row bands (mixffn.c), the hidden maps
+        -- never whole
+        local x1 = self.mixer:forward(a1, true, x)
+        local a2 = self.norm2:forward(x1)
         local fc1, dw, fc2 = self.fc1.v, self.dw.v, self.fc2.v
         check(C.nad_mixffn_forward(workspace, a2, fc1.w.value, fc1.b and fc1.b.value, dw.w.value,
-            dw.b and dw.b.value, fc2.w.value, fc2.b and fc2.b.value, self.x1, self.x2))
-        return self.x2
+            dw.b and dw.b.value, fc2.w.value, fc2.b and fc2.b.value, x1, x1))
+        return x1
     end
+    local m = self.mixer:forward(a1)
+    residual(self, x, m, self.mask1, self.m, self.x1, rng)
+    local a2 = self.norm2:forward(self.x1)
     -- dw3x3 and GELU in one pass; outside training the pre-activation is not stored
     self.pre_kept = self.training
     self.dw:forward_gelu(self.fc1:forward(a2), self.act, self.pre_kept)

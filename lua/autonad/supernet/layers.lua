@@ -74,6 +74,13 @@ function Linear:forward(x)
     return self.y
 end
 
+--- y += x W^T + b (inference's residual adds, in the product's pass); returns y
+function Linear:forward_acc(x, y)
+    local v = self.v
+    check(C.nad_linear_forward_acc(x, v.w.value, v.b and v.b.value, y))
+    return y
+end
+
 --- need_dx = false skips the input gradient (the first layer).
 function Linear:backward(x, dy, need_dx)
     local v = self.v

@@ -2,7 +2,8 @@
 -- block's ONE set of projections q, kv, proj (cross weight sharing, docs/supernet.md):
 -- attention (PVT spatial reduction), conv (ACmix, intended layout) and mlp (S2-MLPv2 split
 -- attention). Each mixer: forward(x) -> out, backward(x, dout) -> dx, with x = LN1(tokens)
--- as [N,H,W,C].
+-- as [N,H,W,C]. For inference, forward(x, true, residual) adds its output into residual
+-- (the block's input) in the proj product's pass and returns it.
 local ffi = require 'ffi'
 local class = require 'autonad.class'
 local core = require 'autonad.ffi'
@@ -53,7 +54,7 @@ local function heads(t, n, l, h, part, parts)
     return t:view(n, l, parts * h, HEAD_DIM):permute(1, 3, 2, 4):narrow(2, part * h + 1, h)
 end
 
-function Attention:forward(x)
+function Attention:forward(x, inference, residual)
     local sh, c = self.shared, self.c
     local n, hh, ww = x:size(1), x:size(2), x:size(3)
     local h, p = c / HEAD_DIM, hh * ww
@@ -72,6 +73,7 @@ function Attention:forward(x)
     self.O:resize(n, hh, ww, c)
     check(C.nad_matmul(0, 0, 1, self.A, vh, 0, heads(self.O, n, p, h, 0, 1)))
     self.qh, self.kh, self.vh = qh, kh, vh
+    if residual then return sh.proj:forward_acc(self.O, residual) end
     return sh.proj:forward(self.O)
 end
 
@@ -135,12 +137,13 @@ function Conv:select(c)
     self.norm:select(c)
 end
 
-function Conv:forward(x)
+function Conv:forward(x, inference, residual)
     local sh = self.shared
     local q, kv = sh.q:forward(x), sh.kv:forward(x)
     check(C.nad_acmix_fc_forward(HEAD_DIM, q, kv, self.v.w, self.FB.value, self.f))
     local g = self.norm:forward(self.dep:forward(self.f))
     check(C.nad_gelu_forward(g, self.act))
+    if residual then return sh.proj:forward_acc(self.act, residual) end
     return sh.proj:forward(self.act)
 end
 
@@ -209,17 +212,19 @@ end
 
 --- inference (no backward after it): the branches read in place, two passes over the maps
 --- (split_attention.c) instead of split, shifts, adds and multiplies; the same bits
-function Mlp:forward_inference(x)
+function Mlp:forward_inference(x, residual)
     local sh, c = self.shared, self.c
     local q, kv = sh.q:forward(x), sh.kv:forward(x)
     check(C.nad_split_attention_pool(SHIFT1, SHIFT2, q, kv, self.a))
     self:branch_weights(x:size(1), c)
     check(C.nad_split_attention_mix(SHIFT1, SHIFT2, q, kv, self.wts, self.y))
-    return sh.proj:forward(self.mlp:forward(self.y))
+    local m = self.mlp:forward(self.y)
+    if residual then return sh.proj:forward_acc(m, residual) end
+    return sh.proj:forward(m)
 end
 
-function Mlp:forward(x, inference)
-    if inference then return self:forward_inference(x) end
+function Mlp:forward(x, inference, residual)
+    if inference then return self:forward_inference(x, residual) end
     local sh, c = self.shared, self.c
     local n = x:size(1)
     local q, kv = sh.q:forward(x), sh.kv:forward(x)
