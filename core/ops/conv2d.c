@@ -399,7 +399,7 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     if (implicit) o_cols = carve(&used, padded_floats(&g));
     else if (g.path == PATH_GEMM) o_cols = carve(&used, g.chunk * g.wo * g.kk * g.ci);
     if (g.path == PATH_GROUPED) o_cols = carve(&used, g.h * g.w * g.cig * g.co);
-    if (g.path == PATH_SMALL) o_cols = carve(&used, g.n * (g.h + 2 * g.pad) * g.ci * nad_sm_plane_width(&g));
+    if (g.path == PATH_SMALL) o_cols = carve(&used, nad_sm_input_floats(&g));
     float *base = nad_workspace_get(ws, used * sizeof(float));
     if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
     int64_t ysz[4] = {g.n, g.ho, g.wo, g.co};
@@ -532,7 +532,7 @@ static void small_backward(const geom *g, const nad_tensor *w, const float *xd, 
     }
     if (!dw) return;
     const int64_t wpl = nad_sm_plane_width(g), hp = g->h + 2 * g->pad, nq = g->n * g->ho;
-    const int64_t wpo = (g->wo + VL - 1) / VL * VL, per = g->co * g->kk * g->ci * VL;
+    const int64_t wpo = nad_sm_dy_width(g), per = g->co * g->kk * g->ci * VL;
     float *xp = base + o_xp, *dp = base + o_dyp, *a = base + o_dw;
     #pragma omp parallel if (fmas > NAD_PAR_FMAS / 4)
     {
@@ -588,7 +588,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
 
     const int64_t nparts = omp_get_max_threads();
     int64_t ldw = 0, lddw = 0;
-    size_t used = 0, o_w = 0, o_dw = 0, o_db = 0, o_cols = 0, o_wt = 0, o_pad = 0;
+    size_t used = 0, o_w = 0, o_dw = 0, o_db = 0, o_cols = 0, o_wt = 0, o_pad = 0, o_dyp = 0;
     bool implicit_dx = dx && implicit_dx_ok(&g);
     if (g.path == PATH_DEPTHWISE) {
         if (dx) o_w = carve(&used, g.kk * g.co);
@@ -604,11 +604,11 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         if (dx) {
             geom tg = transposed_geom(&g);
             o_w = carve(&used, g.kk * g.ci * g.co);
-            o_pad = carve(&used, tg.n * (tg.h + 2 * tg.pad) * tg.ci * nad_sm_plane_width(&tg));
+            o_pad = carve(&used, nad_sm_input_floats(&tg)); /* dy, planar and padded */
         }
         if (dw) {
-            o_cols = carve(&used, g.n * (g.h + 2 * g.pad) * g.ci * nad_sm_plane_width(&g));
-            o_wt = carve(&used, g.n * g.ho * g.co * ((g.wo + VL - 1) / VL * VL)); /* dy, planar */
+            o_cols = carve(&used, nad_sm_input_floats(&g));                /* x, planar */
+            o_dyp = carve(&used, g.n * g.ho * g.co * nad_sm_dy_width(&g)); /* dy, planar */
             o_dw = carve(&used, nparts * g.co * g.kk * g.ci * VL);
         }
         if (db) o_db = carve(&used, nparts * g.co);
@@ -712,7 +712,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
     }
 
     if (g.path == PATH_SMALL) {
-        small_backward(&g, w, xd, dyd, dxd, dw, nparts, base, o_w, o_pad, o_cols, o_wt, o_dw);
+        small_backward(&g, w, xd, dyd, dxd, dw, nparts, base, o_w, o_pad, o_cols, o_dyp, o_dw);
         if (db) add_colsum(dyd, g.rows, g.co, nparts, base + o_db, db);
         return 0;
     }

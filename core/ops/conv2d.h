@@ -36,6 +36,15 @@ static inline int64_t w_off(const nad_tensor *w, int64_t o, int64_t kh, int64_t 
     return o * w->stride[0] + kh * w->stride[1] + kw * w->stride[2] + c * w->stride[3];
 }
 
+/* [*k0, *k1): the tap rows or columns that land inside [0, size) for output position o */
+static inline void taps_inside(const geom *g, int64_t o, int64_t size, int64_t *k0, int64_t *k1)
+{
+    int64_t first = o * g->s - g->pad;
+    *k0 = 0, *k1 = g->k;
+    while (*k0 < g->k && first + *k0 * g->d < 0) (*k0)++;
+    while (*k1 > *k0 && first + (*k1 - 1) * g->d >= size) (*k1)--;
+}
+
 /* Depthwise (groups = Ci = Co). Weights are packed as wt[K*K][C] (taps major, channels
    contiguous). Rows are independent, so callers run them in parallel. */
 void nad_dw_pack_taps(const geom *g, const nad_tensor *w, float *wt);
@@ -67,8 +76,12 @@ void nad_gr_dw_row(const geom *g, const float *xg, const float *dy, int64_t ho, 
    d (K - 1) (so that dx is a convolution of dy). Maps are read as planar rows
    p[n][row][c][wpl] with zero borders; rows are independent, so callers run them in parallel. */
 bool nad_sm_ok(const geom *g);
-/* wpl: floats per planar row of g's (padded) input: Wo rounded up to 16, plus d (K - 1) */
+/* floats per planar dy row: Wo rounded up to 16 (zeros past Wo) */
+int64_t nad_sm_dy_width(const geom *g);
+/* wpl: floats per planar row of g's (padded) input: that, plus d (K - 1) */
 int64_t nad_sm_plane_width(const geom *g);
+/* floats of g's whole planar padded input (all N images) */
+int64_t nad_sm_input_floats(const geom *g);
 /* planar row r of src[N][h][w][c] padded by pad on every side: dst[r][c][wpl] (zeros around),
    r < N (h + 2 pad) */
 void nad_sm_planar_row(const float *src, int64_t h, int64_t w, int64_t c, int64_t pad,
@@ -79,8 +92,8 @@ void nad_sm_pack_weights(const geom *g, const nad_tensor *w, bool flip, float *w
 /* y row q = (n, ho) from the planar padded input xp and wp[tap][Ci][Co] */
 void nad_sm_forward_row(const geom *g, const float *xp, const float *wp, const float *bias,
                         int64_t q, float *y);
-/* a[o][tap][c][16] += lane-wise sums over dy row q (planar dyp[n ho][Co][Wo rounded up to 16],
-   zeros past Wo) times the input under each tap */
+/* a[o][tap][c][16] += lane-wise sums over dy row q (planar dyp[n ho][Co][nad_sm_dy_width])
+   times the input under each tap */
 void nad_sm_dw_row(const geom *g, const float *xp, const float *dyp, int64_t q, float *a);
 
 #endif

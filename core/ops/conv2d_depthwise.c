@@ -15,15 +15,6 @@ void nad_dw_pack_taps(const geom *g, const nad_tensor *w, float *wt)
                 wt[(kh * g->k + kw) * g->co + c] = src[w_off(w, c, kh, kw, 0)];
 }
 
-/* [*k0, *k1): the tap rows or columns that land inside [0, size) for output position o */
-static inline void taps_inside(const geom *g, int64_t o, int64_t size, int64_t *k0, int64_t *k1)
-{
-    int64_t first = o * g->s - g->pad;
-    *k0 = 0, *k1 = g->k;
-    while (*k0 < g->k && first + *k0 * g->d < 0) (*k0)++;
-    while (*k1 > *k0 && first + (*k1 - 1) * g->d >= size) (*k1)--;
-}
-
 /* Pixels outer, channel vectors inner: each pixel's channels are one contiguous run, so x and y
    stream (sweeping one channel block along a row instead strides by C floats, and with C a
    multiple of 256 such rows map onto a few cache sets and miss). Measured 5-30 % faster than

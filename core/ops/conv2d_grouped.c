@@ -36,18 +36,20 @@ nad_gr_forward_row(const geom *g, const float *xg, const float *wg, const float 
                float *y)
 {
     const int64_t co = g->co, cg = g->cig * co;
+    int64_t kh0, kh1;
+    taps_inside(g, ho, g->h, &kh0, &kh1);
     for (int64_t wo = 0; wo < g->wo; wo++) {
         float *acc = y + (ho * g->wo + wo) * co;
         if (bias)
             memcpy(acc, bias, (size_t)co * sizeof(float));
         else
             memset(acc, 0, (size_t)co * sizeof(float));
-        for (int64_t kh = 0; kh < g->k; kh++) {
-            int64_t hi = ho * g->s - g->pad + kh * g->d;
-            if (hi < 0 || hi >= g->h) continue;
-            for (int64_t kw = 0; kw < g->k; kw++) {
-                int64_t wi = wo * g->s - g->pad + kw * g->d;
-                if (wi < 0 || wi >= g->w) continue;
+        int64_t kw0, kw1;
+        taps_inside(g, wo, g->w, &kw0, &kw1);
+        for (int64_t kh = kh0; kh < kh1; kh++) {
+            const int64_t hi = ho * g->s - g->pad + kh * g->d;
+            for (int64_t kw = kw0; kw < kw1; kw++) {
+                const int64_t wi = wo * g->s - g->pad + kw * g->d;
                 const float *xp = xg + (hi * g->w + wi) * cg, *wp = wg + (kh * g->k + kw) * cg;
                 for (int64_t j = 0; j < g->cig; j++) {
                     #pragma omp simd
@@ -95,14 +97,16 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void
 nad_gr_dw_row(const geom *g, const float *xg, const float *dy, int64_t ho, float *a)
 {
     const int64_t co = g->co, cg = g->cig * co;
+    int64_t kh0, kh1;
+    taps_inside(g, ho, g->h, &kh0, &kh1);
     for (int64_t wo = 0; wo < g->wo; wo++) {
         const float *dp = dy + (ho * g->wo + wo) * co;
-        for (int64_t kh = 0; kh < g->k; kh++) {
-            int64_t hi = ho * g->s - g->pad + kh * g->d;
-            if (hi < 0 || hi >= g->h) continue;
-            for (int64_t kw = 0; kw < g->k; kw++) {
-                int64_t wi = wo * g->s - g->pad + kw * g->d;
-                if (wi < 0 || wi >= g->w) continue;
+        int64_t kw0, kw1;
+        taps_inside(g, wo, g->w, &kw0, &kw1);
+        for (int64_t kh = kh0; kh < kh1; kh++) {
+            const int64_t hi = ho * g->s - g->pad + kh * g->d;
+            for (int64_t kw = kw0; kw < kw1; kw++) {
+                const int64_t wi = wo * g->s - g->pad + kw * g->d;
                 const float *xp = xg + (hi * g->w + wi) * cg;
                 float *ap = a + (kh * g->k + kw) * cg;
                 for (int64_t j = 0; j < g->cig; j++) {

@@ -15,9 +15,13 @@ bool nad_sm_ok(const geom *g)
            g->d * (g->k - 1) >= g->pad;
 }
 
-int64_t nad_sm_plane_width(const geom *g)
+int64_t nad_sm_dy_width(const geom *g) { return (g->wo + VL - 1) / VL * VL; }
+
+int64_t nad_sm_plane_width(const geom *g) { return nad_sm_dy_width(g) + g->d * (g->k - 1); }
+
+int64_t nad_sm_input_floats(const geom *g)
 {
-    return (g->wo + VL - 1) / VL * VL + g->d * (g->k - 1);
+    return g->n * (g->h + 2 * g->pad) * g->ci * nad_sm_plane_width(g);
 }
 
 void nad_sm_planar_row(const float *src, int64_t h, int64_t w, int64_t c, int64_t pad,
@@ -104,7 +108,7 @@ static inline __attribute__((always_inline)) void
 dw_row(const geom *g, const float *xp, const float *dyp, int64_t q, float *a, const int ci)
 {
     const int64_t co = g->co, k = g->k, d = g->d, wpl = nad_sm_plane_width(g);
-    const int64_t wpo = (g->wo + VL - 1) / VL * VL, hp = g->h + 2 * g->pad;
+    const int64_t wpo = nad_sm_dy_width(g), hp = g->h + 2 * g->pad;
     const int64_t n = q / g->ho, ho = q % g->ho;
     const float *top = xp + (n * hp + ho) * ci * wpl;
     for (int64_t o = 0; o < co; o++) {

@@ -109,45 +109,53 @@ static void piece_vectors(const gn_block *k, int64_t j0, int64_t nc, int64_t cg,
     }
 }
 
-/* The block's group sums (ng of each) of one kind; gm, gr: per group of the sample. For
-   SUM_SHIFTED, s1 and s2 are each group's mean and biased variance instead. */
-static void block_sums(sum_kind kind, const gn_block *k, const float *xs, const float *dys,
-                       int64_t p, int64_t c, int64_t cg, const float *gm, const float *gr,
+/* The block's SUM_DY group sums (ng of each) with the group means gm and rstds gr (per group
+   of the sample) and gamma (stride gs). */
+static void block_sums(const gn_block *k, const float *xs, const float *dys, int64_t p,
+                       int64_t c, int64_t cg, const float *gm, const float *gr,
                        const float *gamma, int64_t gs, double *s1, double *s2)
 {
-    double sq[CB]; /* SUM_SHIFTED: per group, the channels' squared deviations from their means */
-    for (int64_t i = 0; i < k->ng; i++) s1[i] = s2[i] = sq[i] = 0;
+    for (int64_t i = 0; i < k->ng; i++) s1[i] = s2[i] = 0;
     for (int64_t j0 = 0; j0 < k->cn; j0 += CB) {
         int64_t nc = k->cn - j0 < CB ? k->cn - j0 : CB;
         float m[CB], r[CB], g[CB];
         double t1[CB], t2[CB];
-        if (kind == SUM_SHIFTED) /* the shifts: the first pixel's values */
-            for (int64_t j = 0; j < nc; j++) m[j] = xs[k->c0 + j0 + j];
-        else
-            piece_vectors(k, j0, nc, cg, gm, gr, gamma, gs, m, r, g);
-        channel_sums(kind, xs + k->c0 + j0, dys ? dys + k->c0 + j0 : NULL, p, c, nc, m, r, g,
-                     t1, t2);
+        piece_vectors(k, j0, nc, cg, gm, gr, gamma, gs, m, r, g);
+        channel_sums(SUM_DY, xs + k->c0 + j0, dys + k->c0 + j0, p, c, nc, m, r, g, t1, t2);
         for (int64_t j = 0; j < nc; j++) {
-            int64_t gi = (j0 + j) / cg;
-            if (kind == SUM_SHIFTED) { /* channel mean m + t1 / p, deviations t2 - t1^2 / p */
-                double mj = m[j] + t1[j] / (double)p;
-                s1[gi] += mj;
-                s2[gi] += mj * mj;
-                sq[gi] += t2[j] - t1[j] * t1[j] / (double)p;
-            } else {
-                s1[gi] += t1[j];
-                s2[gi] += t2[j];
-            }
+            s1[(j0 + j) / cg] += t1[j];
+            s2[(j0 + j) / cg] += t2[j];
         }
     }
-    if (kind != SUM_SHIFTED) return;
-    /* a group of cg channels of p values each: its mean is the channels' mean, its variance
-       their deviations plus the spread of their means (Chan et al.'s combination) */
+}
+
+/* The block's group means and biased variances, from one SUM_SHIFTED pass: per channel the
+   sums around its first pixel's value give its mean m + t1 / p and squared deviations
+   t2 - t1^2 / p; a group of cg channels of p values each then has the channels' mean for its
+   mean, and for its variance their deviations plus the spread of their means (Chan et al.). */
+static void block_stats(const gn_block *k, const float *xs, int64_t p, int64_t c, int64_t cg,
+                        double *mean, double *var)
+{
+    double sm[CB], sm2[CB], sq[CB]; /* per group: the channel means, their squares, deviations */
+    for (int64_t i = 0; i < k->ng; i++) sm[i] = sm2[i] = sq[i] = 0;
+    for (int64_t j0 = 0; j0 < k->cn; j0 += CB) {
+        int64_t nc = k->cn - j0 < CB ? k->cn - j0 : CB;
+        float m[CB];
+        double t1[CB], t2[CB];
+        for (int64_t j = 0; j < nc; j++) m[j] = xs[k->c0 + j0 + j];
+        channel_sums(SUM_SHIFTED, xs + k->c0 + j0, NULL, p, c, nc, m, NULL, NULL, t1, t2);
+        for (int64_t j = 0; j < nc; j++) {
+            int64_t gi = (j0 + j) / cg;
+            double mj = m[j] + t1[j] / (double)p;
+            sm[gi] += mj;
+            sm2[gi] += mj * mj;
+            sq[gi] += t2[j] - t1[j] * t1[j] / (double)p;
+        }
+    }
     for (int64_t i = 0; i < k->ng; i++) {
-        double mean = s1[i] / (double)cg;
-        double var = (sq[i] + (double)p * (s2[i] - (double)cg * mean * mean)) / ((double)p * cg);
-        s1[i] = mean;
-        s2[i] = var > 0 ? var : 0;
+        mean[i] = sm[i] / (double)cg;
+        double v = (sq[i] + (double)p * (sm2[i] - (double)cg * mean[i] * mean[i])) / ((double)p * cg);
+        var[i] = v > 0 ? v : 0;
     }
 }
 
@@ -199,11 +207,11 @@ static int groupnorm_forward(const char *fn, bool relu, int32_t groups, float ep
         gn_block k = block_of(q, groups, cg);
         const float *xs = xd + k.s * p * c;
         float *ys = yd + k.s * p * c, *ms = md + k.s * groups, *rs = rd + k.s * groups;
-        double s1[CB], s2[CB];
-        block_sums(SUM_SHIFTED, &k, xs, NULL, p, c, cg, NULL, NULL, NULL, 0, s1, s2);
+        double gmean[CB], gvar[CB];
+        block_stats(&k, xs, p, c, cg, gmean, gvar);
         for (int64_t i = 0; i < k.ng; i++) {
-            ms[k.g0 + i] = (float)s1[i];
-            rs[k.g0 + i] = (float)(1.0 / sqrt(s2[i] + eps));
+            ms[k.g0 + i] = (float)gmean[i];
+            rs[k.g0 + i] = (float)(1.0 / sqrt(gvar[i] + eps));
         }
         for (int64_t j0 = 0; j0 < k.cn; j0 += CB) {
             int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
@@ -304,7 +312,7 @@ int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor
         const float *ms = md + k.s * groups, *rs = rd + k.s * groups;
         double s1[CB], s2[CB];
         float k1g[CB], k2g[CB]; /* per group of the block */
-        block_sums(SUM_DY, &k, xs, dys, p, c, cg, ms, rs, g, gs, s1, s2);
+        block_sums(&k, xs, dys, p, c, cg, ms, rs, g, gs, s1, s2);
         for (int64_t i = 0; i < k.ng; i++) {
             k1g[i] = (float)(s1[i] / count);
             k2g[i] = (float)(s2[i] / count);

@@ -53,6 +53,40 @@ typedef struct ffn {
     float *y;
 } ffn;
 
+/* The three steps on runs of map rows (W pixels each), rows counted across the batch. */
+
+/* hid = fc1 of the rows [first, first + rows) */
+static void fc1_rows(const ffn *f, int64_t first, int64_t rows, float *hid)
+{
+    nad_gemm_nt_weights(rows * f->w, f->hd, f->c, f->x + first * f->w * f->c, f->c, f->w1,
+                        f->ldw1, f->b1, f->bs1, false, hid, f->hd);
+}
+
+/* act rows [q0, q1) = GELU(dw3x3(hid)), hid holding n maps of h rows; rows beyond them count
+   as the conv's zero padding */
+static void dw_gelu_rows(const ffn *f, int64_t n, int64_t h, int64_t q0, int64_t q1,
+                         const float *hid, float *act)
+{
+    const int64_t row = f->w * f->hd;
+    geom g = {.n = n, .h = h, .w = f->w, .ci = f->hd, .co = f->hd, .k = 3, .ho = h, .wo = f->w,
+              .s = 1, .pad = 1, .d = 1, .g = f->hd};
+    for (int64_t q = q0; q < q1; q++) {
+        nad_dw_forward_row(&g, hid, f->taps, f->bd, q, act);
+        nad_gelu_span(act + q * row, act + q * row, row);
+    }
+}
+
+/* y rows [first, first + rows) = r + fc2(act), or fc2(act) without r */
+static void fc2_rows(const ffn *f, int64_t first, int64_t rows, const float *act)
+{
+    const int64_t m = rows * f->w;
+    float *yo = f->y + first * f->w * f->c;
+    if (f->r && f->r != f->y)
+        memcpy(yo, f->r + first * f->w * f->c, (size_t)(m * f->c) * sizeof(float));
+    nad_gemm_nt_weights(m, f->c, f->hd, act, f->hd, f->w2, f->ldw2, f->b2, f->bs2, f->r != NULL,
+                        yo, f->c);
+}
+
 /* Rows [h0, h1) of image n, a band at a time; hid holds B + 2 rows of fc1's output, act B + 1
    rows of activations (indexed like hid). */
 static void ffn_rows(const ffn *f, int64_t n, int64_t h0, int64_t h1, float *hid, float *act)
@@ -67,24 +101,11 @@ static void ffn_rows(const ffn *f, int64_t n, int64_t h0, int64_t h1, float *hid
             memmove(hid, hid + drop * row, (size_t)((have - drop) * row) * sizeof(float));
             have -= drop, lo = need_lo;
         }
-        if (lo + have < need_hi)
-            nad_gemm_nt_weights((need_hi - lo - have) * f->w, f->hd, f->c,
-                                f->x + (img + lo + have) * f->w * f->c, f->c, f->w1, f->ldw1,
-                                f->b1, f->bs1, false, hid + have * row, f->hd);
+        if (lo + have < need_hi) fc1_rows(f, img + lo + have, need_hi - lo - have, hid + have * row);
         have = need_hi - lo;
-        /* the depthwise conv over the rows in hid: zero padding only where they end the map */
-        geom g = {.n = 1, .h = have, .w = f->w, .ci = f->hd, .co = f->hd, .k = 3, .ho = have,
-                  .wo = f->w, .s = 1, .pad = 1, .d = 1, .g = f->hd};
-        for (int64_t q = r0 - lo; q < r1 - lo; q++) {
-            nad_dw_forward_row(&g, hid, f->taps, f->bd, q, act);
-            nad_gelu_span(act + q * row, act + q * row, row);
-        }
-        float *yo = f->y + (img + r0) * f->w * f->c;
-        const int64_t m = (r1 - r0) * f->w;
-        if (f->r && f->r != f->y)
-            memcpy(yo, f->r + (img + r0) * f->w * f->c, (size_t)(m * f->c) * sizeof(float));
-        nad_gemm_nt_weights(m, f->c, f->hd, act + (r0 - lo) * row, f->hd, f->w2, f->ldw2, f->b2,
-                            f->bs2, f->r != NULL, yo, f->c);
+        /* hid ends before the map does only one row past the band, which the conv reads */
+        dw_gelu_rows(f, 1, have, r0 - lo, r1 - lo, hid, act);
+        fc2_rows(f, img + r0, r1 - r0, act + (r0 - lo) * row);
     }
 }
 
@@ -93,17 +114,9 @@ static void ffn_rows(const ffn *f, int64_t n, int64_t h0, int64_t h1, float *hid
    of fewer than 12 rows would go to OpenBLAS and round differently). */
 static void whole_batch(const ffn *f, int64_t n, float *hid, float *act)
 {
-    const int64_t m = n * f->h * f->w, row = f->w * f->hd;
-    nad_gemm_nt_weights(m, f->hd, f->c, f->x, f->c, f->w1, f->ldw1, f->b1, f->bs1, false, hid, f->hd);
-    geom g = {.n = n, .h = f->h, .w = f->w, .ci = f->hd, .co = f->hd, .k = 3, .ho = f->h,
-              .wo = f->w, .s = 1, .pad = 1, .d = 1, .g = f->hd};
-    for (int64_t q = 0; q < n * f->h; q++) {
-        nad_dw_forward_row(&g, hid, f->taps, f->bd, q, act);
-        nad_gelu_span(act + q * row, act + q * row, row);
-    }
-    if (f->r && f->r != f->y) memcpy(f->y, f->r, (size_t)(m * f->c) * sizeof(float));
-    nad_gemm_nt_weights(m, f->c, f->hd, act, f->hd, f->w2, f->ldw2, f->b2, f->bs2, f->r != NULL,
-                        f->y, f->c);
+    fc1_rows(f, 0, n * f->h, hid);
+    dw_gelu_rows(f, n, f->h, 0, n * f->h, hid, act);
+    fc2_rows(f, 0, n * f->h, act);
 }
 
 int nad_mixffn_forward(nad_workspace *ws, const nad_tensor *x, const nad_tensor *w1,

@@ -46,9 +46,19 @@ static int64_t pixel_stride(const nad_tensor *t)
 }
 
 typedef struct col_tap {
-    int64_t o0, o1; /* offsets of the two source columns (w0 C, w1 C) */
+    int64_t w0, w1; /* the two source columns */
     float b0, b1;   /* their weights */
 } col_tap;
+
+/* The column taps of every output column, once per call (the rows use them N*Ho times), or
+   NULL when out of memory; the caller frees them. */
+static col_tap *col_taps(float sw, int64_t wo, int64_t w, int32_t align_corners)
+{
+    col_tap *cols = malloc((size_t)wo * sizeof *cols);
+    for (int64_t o = 0; cols && o < wo; o++)
+        taps(sw, o, w, align_corners, &cols[o].w0, &cols[o].w1, &cols[o].b0, &cols[o].b1);
+    return cols;
+}
 
 /* y row = a0 (b0 x0[w0] + b1 x0[w1]) + a1 (b0 x1[w0] + b1 x1[w1]) per output column, the inner
    loop over channels, added to y's row when `accumulate`; ys: y's pixel stride */
@@ -57,8 +67,8 @@ resize_row(const float *x0, const float *x1, float a0, float a1, const col_tap *
            int64_t c, int64_t ys, bool accumulate, float *y)
 {
     for (int64_t ow = 0; ow < wo; ow++) {
-        const float *p00 = x0 + cols[ow].o0, *p01 = x0 + cols[ow].o1;
-        const float *p10 = x1 + cols[ow].o0, *p11 = x1 + cols[ow].o1;
+        const float *p00 = x0 + cols[ow].w0 * c, *p01 = x0 + cols[ow].w1 * c;
+        const float *p10 = x1 + cols[ow].w0 * c, *p11 = x1 + cols[ow].w1 * c;
         float b0 = cols[ow].b0, b1 = cols[ow].b1, *yr = y + ow * ys;
         if (accumulate)
             for (int64_t k = 0; k < c; k++)
@@ -97,15 +107,8 @@ static int resize_forward(const char *fn, int32_t out_h, int32_t out_w, int32_t 
     const float sh = src_scale(H, Ho, align_corners), sw = src_scale(W, Wo, align_corners);
     const float *xd = nad_data(x);
     float *yd = nad_data(y);
-    /* the column taps once per call (rows use them N*Ho times) */
-    col_tap *cols = malloc((size_t)Wo * sizeof *cols);
+    col_tap *cols = col_taps(sw, Wo, W, align_corners);
     if (!cols) return nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
-    for (int64_t ow = 0; ow < Wo; ow++) {
-        int64_t w0, w1;
-        taps(sw, ow, W, align_corners, &w0, &w1, &cols[ow].b0, &cols[ow].b1);
-        cols[ow].o0 = w0 * C;
-        cols[ow].o1 = w1 * C;
-    }
     #pragma omp parallel for schedule(static) if (N * Ho * Wo * C > PAR_MIN)
     for (int64_t r = 0; r < N * Ho; r++) {
         int64_t n = r / Ho, oh = r % Ho, h0, h1;
@@ -177,15 +180,12 @@ int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
     float *o = nad_data(dx);
     const int64_t nchunks = (C + CHUNK - 1) / CHUNK, cw = C < CHUNK ? C : CHUNK;
     const int threads = omp_get_max_threads();
-    /* the column taps (source columns and weights), and one row t [W][chunk] per thread */
-    struct { int64_t w0, w1; float b0, b1; } *cols = malloc((size_t)Wo * sizeof *cols);
+    /* the column taps, and one row t [W][chunk] per thread */
+    col_tap *cols = col_taps(sw, Wo, W, align_corners);
     float *rows = malloc((size_t)(threads * W * cw) * sizeof(float));
     if (!cols || !rows) {
         free(cols), free(rows);
         return nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
-    }
-    for (int64_t ow = 0; ow < Wo; ow++) {
-        taps(sw, ow, W, align_corners, &cols[ow].w0, &cols[ow].w1, &cols[ow].b0, &cols[ow].b1);
     }
     #pragma omp parallel for schedule(static) if (N * Ho * Wo * C > PAR_MIN)
     for (int64_t task = 0; task < N * nchunks; task++) {

@@ -10,9 +10,10 @@ local buffers = require 'autonad.supernet.buffers'
 local workspace = require('autonad.workspace').default
 local C, check = core.C, core.check
 
--- Inference (gradients off, not training) runs fused operators: the Mix-FFN with its residual
--- add in row bands (mixffn.c), the MLP mixer's split attention in two passes
--- (split_attention.c). AUTONAD_FUSED=0 runs the separate operators instead (for A/B timing).
+-- Inference (gradients off, not training) runs fused operators: the mixer's residual add in
+-- its proj product (nad_linear_forward_acc), the Mix-FFN with its residual add in row bands
+-- (mixffn.c), the MLP mixer's split attention in two passes (split_attention.c).
+-- AUTONAD_FUSED=0 runs the separate operators instead (for A/B timing).
 local FUSED = os.getenv('AUTONAD_FUSED') ~= '0'
 
 local Block = class('Block')
@@ -105,7 +106,7 @@ function Block:forward(x, rng)
         -- which Supernet:backward refuses): the mixer's proj adds into x in its product's pass,
         -- then the Mix-FFN and its residual add run in row bands (mixffn.c), the hidden maps
         -- never whole
-        local x1 = self.mixer:forward(a1, true, x)
+        local x1 = self.mixer:forward(a1, x)
         local a2 = self.norm2:forward(x1)
         local fc1, dw, fc2 = self.fc1.v, self.dw.v, self.fc2.v
         check(C.nad_mixffn_forward(workspace, a2, fc1.w.value, fc1.b and fc1.b.value, dw.w.value,

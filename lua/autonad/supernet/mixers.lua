@@ -2,8 +2,8 @@
 -- block's ONE set of projections q, kv, proj (cross weight sharing, docs/supernet.md):
 -- attention (PVT spatial reduction), conv (ACmix, intended layout) and mlp (S2-MLPv2 split
 -- attention). Each mixer: forward(x) -> out, backward(x, dout) -> dx, with x = LN1(tokens)
--- as [N,H,W,C]. For inference, forward(x, true, residual) adds its output into residual
--- (the block's input) in the proj product's pass and returns it.
+-- as [N,H,W,C]. For inference (nothing kept for a backward), forward(x, residual) adds its
+-- output into residual (the block's input) in the proj product's pass and returns it.
 local ffi = require 'ffi'
 local class = require 'autonad.class'
 local core = require 'autonad.ffi'
@@ -54,7 +54,7 @@ local function heads(t, n, l, h, part, parts)
     return t:view(n, l, parts * h, HEAD_DIM):permute(1, 3, 2, 4):narrow(2, part * h + 1, h)
 end
 
-function Attention:forward(x, inference, residual)
+function Attention:forward(x, residual)
     local sh, c = self.shared, self.c
     local n, hh, ww = x:size(1), x:size(2), x:size(3)
     local h, p = c / HEAD_DIM, hh * ww
@@ -137,7 +137,7 @@ function Conv:select(c)
     self.norm:select(c)
 end
 
-function Conv:forward(x, inference, residual)
+function Conv:forward(x, residual)
     local sh = self.shared
     local q, kv = sh.q:forward(x), sh.kv:forward(x)
     check(C.nad_acmix_fc_forward(HEAD_DIM, q, kv, self.v.w, self.FB.value, self.f))
@@ -210,21 +210,20 @@ function Mlp:branch_weights(n, c)
     check(C.nad_softmax_forward(r2:view(n, c, 3), self.wts))
 end
 
---- inference (no backward after it): the branches read in place, two passes over the maps
---- (split_attention.c) instead of split, shifts, adds and multiplies; the same bits
+--- inference (no backward after it), its output added into residual: the branches read in
+--- place, two passes over the maps (split_attention.c) instead of split, shifts, adds and
+--- multiplies; the same bits
 function Mlp:forward_inference(x, residual)
     local sh, c = self.shared, self.c
     local q, kv = sh.q:forward(x), sh.kv:forward(x)
     check(C.nad_split_attention_pool(SHIFT1, SHIFT2, q, kv, self.a))
     self:branch_weights(x:size(1), c)
     check(C.nad_split_attention_mix(SHIFT1, SHIFT2, q, kv, self.wts, self.y))
-    local m = self.mlp:forward(self.y)
-    if residual then return sh.proj:forward_acc(m, residual) end
-    return sh.proj:forward(m)
+    return sh.proj:forward_acc(self.mlp:forward(self.y), residual)
 end
 
-function Mlp:forward(x, inference, residual)
-    if inference then return self:forward_inference(x, residual) end
+function Mlp:forward(x, residual)
+    if residual then return self:forward_inference(x, residual) end
     local sh, c = self.shared, self.c
     local n = x:size(1)
     local q, kv = sh.q:forward(x), sh.kv:forward(x)
