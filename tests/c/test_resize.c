@@ -20,11 +20,11 @@ static void ref_taps(int in, int out, int ac, int o, int *i0, int *i1, double *l
     *l = src - *i0;
 }
 
-static void check_forward(int H, int W, int Ho, int Wo, int ac, uint64_t seed)
+static void check_forward_c(int H, int W, int Ho, int Wo, int C, int ac, uint64_t seed)
 {
     nad_rng rng;
     nad_rng_init(&rng, seed);
-    const int N = 2, C = 3;
+    const int N = 2;
     nad_tensor *x = tc_rand(&rng, TC_SIZES(N, H, W, C)), *y = tc_empty();
     cr_assert_eq(nad_resize_bilinear_forward(Ho, Wo, ac, x, y), 0, "%s", nad_last_error());
     for (int n = 0; n < N; n++)
@@ -42,11 +42,16 @@ static void check_forward(int H, int W, int Ho, int Wo, int ac, uint64_t seed)
                 }
             }
     if (ac && Ho > 1 && Wo > 1) { /* the corners are the input's corners */
-        cr_assert_float_eq(*px(y, 1, Ho - 1, Wo - 1, 2), *px(x, 1, H - 1, W - 1, 2), 1e-6);
+        cr_assert_float_eq(*px(y, 1, Ho - 1, Wo - 1, C - 1), *px(x, 1, H - 1, W - 1, C - 1), 1e-6);
         cr_assert_float_eq(*px(y, 0, 0, 0, 0), *px(x, 0, 0, 0, 0), 1e-6);
     }
     nad_tensor_free(x);
     nad_tensor_free(y);
+}
+
+static void check_forward(int H, int W, int Ho, int Wo, int ac, uint64_t seed)
+{
+    check_forward_c(H, W, Ho, Wo, 3, ac, seed);
 }
 
 Test(resize, forward_matches_loop)
@@ -58,6 +63,33 @@ Test(resize, forward_matches_loop)
         check_forward(6, 3, 1, 1, ac, 4);  /* to a single pixel */
         check_forward(1, 1, 3, 4, ac, 5);  /* from a single pixel */
     }
+}
+
+/* The forward interpolates source rows along W once and keeps them for the output rows that
+   read them: the channel counts it specialises (1, 2, 4, 8, 16) and others, maps large enough
+   for two threads, up- and downsampling; the same bits on 1 and 2 threads. */
+Test(resize, forward_channel_counts_and_threads)
+{
+    const int cs[] = { 1, 2, 4, 5, 8, 16, 64 };
+    int32_t nt = nad_get_num_threads();
+    for (size_t i = 0; i < sizeof cs / sizeof *cs; i++)
+        for (int ac = 0; ac < 2; ac++) {
+            nad_set_num_threads(2);
+            check_forward_c(13, 11, 50, 47, cs[i], ac, 20 + i); /* up ~4x */
+            check_forward_c(50, 40, 13, 17, cs[i], ac, 30 + i); /* down */
+            if (cs[i] <= 16) check_forward_c(50, 50, 200, 200, cs[i], ac, 40 + i);
+            nad_rng rng;
+            nad_rng_init(&rng, 50 + i);
+            nad_tensor *x = tc_rand(&rng, TC_SIZES(2, 13, 13, cs[i])), *y1 = tc_empty(), *y2 = tc_empty();
+            cr_assert_eq(nad_resize_bilinear_forward(100, 90, ac, x, y2), 0, "%s", nad_last_error());
+            nad_set_num_threads(1);
+            cr_assert_eq(nad_resize_bilinear_forward(100, 90, ac, x, y1), 0, "%s", nad_last_error());
+            cr_assert(tc_close(y1, y2, 0, 0), "C %d ac %d", cs[i], ac);
+            nad_tensor_free(x);
+            nad_tensor_free(y1);
+            nad_tensor_free(y2);
+        }
+    nad_set_num_threads(nt);
 }
 
 typedef struct {
