@@ -92,9 +92,10 @@ function Mfam:bind(grad_enabled, inf, grad)
         take(self.ppm[i], grad, SLOT_GRAD)
         self.dg[i], self.dpool[i] = grad:get('G' .. i), grad:get('P')
     end
-    -- activations; fu (the upsampled top) is read by its add only: a temporary in both modes
+    -- activations; fu (the upsampled top, with gradients on) is read by its add only
     for s = 1, S - 1 do self.fu[s] = inf:get('fu') end
     self.u = inf:get('u') -- the fuse's coarse part W_s o_s, read by its resize only
+    self.sum_in_place = not grad_enabled
     if grad_enabled then
         local own = self.own
         local function keep(prefix, layer) buffers.bind(layer, own, nil, prefix .. '.') end
@@ -113,26 +114,30 @@ function Mfam:bind(grad_enabled, inf, grad)
         end
         return
     end
+    -- each GroupNorm+ReLU runs in place on its conv's output; lateral s is made in the running
+    -- sum's buffer (keys alternating by stage, as step s reads the sum of s + 1), to which
+    -- top_down_step adds the resized top
     local gn = function(y) return { y = y, mean = 'gm', rstd = 'gr' } end
     local slot = function(y) return { y = y, xu = 'sx', dw_out = 'sd' } end
     for i = 1, 4 do
         self.pool[i], self.up[i] = inf:get('p0'), inf:get('up' .. i)
         take(self.ppm[i], inf, slot('p1'))
-        take(self.ppm_gn[i], inf, gn('p2'))
+        take(self.ppm_gn[i], inf, gn('p1'))
     end
     self.cat = inf:get('cat')
-    take(self.ppm_out, inf, { y = 'c1' })
+    take(self.ppm_out, inf, { y = 'P' })
     take(self.ppm_out_gn, inf, gn('P'))
     for s = 1, S - 1 do
-        take(self.lateral[s], inf, slot('l1'))
-        take(self.lateral_gn[s], inf, gn('l2'))
-        self.fsum[s] = inf:get('fsum')
-        take(self.out[s], inf, slot('l1'))
+        local sum = 'fsum' .. s % 2
+        take(self.lateral[s], inf, slot(sum))
+        take(self.lateral_gn[s], inf, gn(sum))
+        self.fsum[s] = inf:get(sum)
+        take(self.out[s], inf, slot('o' .. s))
         take(self.out_gn[s], inf, gn('o' .. s))
     end
     take(self.fuse, inf, { y = 'c1' })
-    take(self.fuse_gn, inf, gn('c2'))
-    take(self.seg1, inf, { y = 'c1' })
+    take(self.fuse_gn, inf, gn('c1'))
+    take(self.seg1, inf, { y = 'c2' })
     take(self.seg1_gn, inf, gn('c2'))
     take(self.seg2, inf, { y = 'c1' })
 end
@@ -216,9 +221,14 @@ function Mfam:lateral_step(s, fs)
 end
 
 --- FPN step at stage s: fsum_s = lateral_s + up(top), then the out slot (self.outs[s]).
+--- Without gradients lateral_s already lies in fsum_s (bind), and up(top) is added to it.
 function Mfam:top_down_step(s, fs, top)
-    resize(fs:size(2), fs:size(3), 0, top, self.fu[s])
-    check(C.nad_add(1, self.fu[s], 1, self.lateral_gn[s].y, self.fsum[s]))
+    if self.sum_in_place then
+        check(C.nad_resize_bilinear_accumulate(0, top, self.fsum[s]))
+    else
+        resize(fs:size(2), fs:size(3), 0, top, self.fu[s])
+        check(C.nad_add(1, self.fu[s], 1, self.lateral_gn[s].y, self.fsum[s]))
+    end
     self.outs[s] = self.out_gn[s]:forward(self.out[s]:forward(self.fsum[s]))
     return self.fsum[s]
 end
