@@ -277,6 +277,10 @@ int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
 /* y += resize(x) to y's map size (y [N,Ho,Wo,C] as it is, contiguous or a channel slice): a
    sum of resized maps without a temporary per part. Its backward is the forward's backward. */
 int nad_resize_bilinear_accumulate(int32_t align_corners, const nad_tensor *x, nad_tensor *y);
+/* y += resize(xs[0]) + ... + resize(xs[n-1]) (1 <= n <= 16), in that order, in one pass over
+   y: the bits of n accumulates one after the other, for 1/n of their traffic on y. */
+int nad_resize_bilinear_accumulate_many(int32_t n, int32_t align_corners,
+                                        const nad_tensor *const *xs, nad_tensor *y);
 
 /* ---- spatial shift, channels-last (core/ops/shift.c) ----
    The S2-MLP shift: channel quarter q of x[N,H,W,C] (C divisible by 4) moves one pixel in

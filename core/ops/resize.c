@@ -3,6 +3,7 @@
    and backward. Used by the decoder (FPN, PPM, fuse, final upsample) and nn.Upsample. */
 #include "../internal.h"
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,99 +110,145 @@ vrow(const float *t0, const float *t1, float a0, float a1, int64_t wo, int64_t c
     }
 }
 
-/* Separably: each output row is a0 t(h0) + a1 t(h1), t(h) being source row h interpolated
-   along W. A thread keeps the two rows t it made last, and its output rows are consecutive, so
-   in an upsampling each source row is interpolated along W about once instead of once per
-   output row that reads it: 2 + 3 W / Wo operations per output element instead of 6. The
-   arithmetic is the direct formula a0 (b0 x00 + b1 x01) + a1 (b0 x10 + b1 x11) in the same
-   order, so the bits are those of the one-pass form. */
-static int resize_forward(const char *fn, int32_t out_h, int32_t out_w, int32_t align_corners,
-                          const nad_tensor *x, bool accumulate, nad_tensor *y)
+/* One source map of a resize: its data and size, its row scale and column taps. */
+typedef struct source {
+    const float *x;
+    int64_t H, W;
+    float sh;
+    col_tap *cols;
+} source;
+
+/* The checks every source map passes; name: "x" or "xs[i]" */
+static int check_source(const char *fn, const char *name, const nad_tensor *x, const nad_tensor *y)
 {
-    int rc = nad_check_ndim(fn, "x", x, 4);
-    if (rc || (rc = nad_check_contig(fn, "x", x)) || (rc = nad_check_tensor(fn, "y", y)))
-        return rc;
-    if (out_h < 1 || out_w < 1)
-        return nad_fail(NAD_EINVAL, "%s: output size %dx%d must be at least 1x1", fn, out_h,
-                        out_w);
-    const int64_t N = x->size[0], H = x->size[1], W = x->size[2], C = x->size[3];
-    if (H < 1 || W < 1)
-        return nad_fail(NAD_EINVAL, "%s: x has an empty %lldx%lld map", fn, (long long)H,
-                        (long long)W);
-    if (y == x) return nad_fail(NAD_EINVAL, "%s: y must not be x", fn);
-    const int64_t Ho = out_h, Wo = out_w;
-    nad_tensor shape = *x;
-    shape.size[1] = Ho;
-    shape.size[2] = Wo;
-    if ((rc = nad_resize_as(y, &shape))) return rc;
-    const int64_t ys = pixel_stride(y);
+    int rc = nad_check_ndim(fn, name, x, 4);
+    if (rc || (rc = nad_check_contig(fn, name, x))) return rc;
+    if (x->size[1] < 1 || x->size[2] < 1)
+        return nad_fail(NAD_EINVAL, "%s: %s has an empty %lldx%lld map", fn, name,
+                        (long long)x->size[1], (long long)x->size[2]);
+    if (x == y || nad_tensor_same_storage(x, y))
+        return nad_fail(NAD_EINVAL, "%s: y must not share %s's storage", fn, name);
+    return 0;
+}
+
+/* y = (or +=, with accumulate) the sum of the n sources resized to y's Ho x Wo, part after part
+   for each output row while the row is in cache.
+
+   Separably: each output row of a source is a0 t(h0) + a1 t(h1), t(h) being its row h
+   interpolated along W. A thread keeps, per source, the two rows t it made last, and its
+   output rows are consecutive, so in an upsampling each source row is interpolated along W
+   about once instead of once per output row that reads it: 2 + 3 W / Wo operations per output
+   element instead of 6. The arithmetic is the direct formula a0 (b0 x00 + b1 x01) +
+   a1 (b0 x10 + b1 x11) in the same order, and the parts are added in source order, so the
+   bits are those of one-pass resizes added one after the other. */
+static int resize_rows(const char *fn, int32_t align_corners, int n, source *src, int64_t N,
+                       int64_t C, bool accumulate, nad_tensor *y)
+{
+    const int64_t Ho = y->size[1], Wo = y->size[2], ys = pixel_stride(y);
     if (ys < 0)
         return nad_fail(NAD_EINVAL, "%s: y must be contiguous or a channel slice of an NHWC "
                                     "tensor", fn);
-    if (nad_tensor_same_storage(x, y))
-        return nad_fail(NAD_EINVAL, "%s: y must not share x's storage", fn);
-    const float sh = src_scale(H, Ho, align_corners), sw = src_scale(W, Wo, align_corners);
-    const float *xd = nad_data(x);
     float *yd = nad_data(y);
-    const bool par = N * Ho * Wo * C > PAR_MIN;
+    const bool par = N * Ho * Wo * C * n > PAR_MIN;
     const int threads = par ? omp_get_max_threads() : 1;
-    col_tap *cols = col_taps(sw, Wo, W, align_corners);
-    float *rows = malloc((size_t)(threads * 2 * Wo * C) * sizeof(float));
-    if (!cols || !rows) {
-        free(cols), free(rows);
-        return nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
+    float *rows = malloc((size_t)(threads * n * 2 * Wo * C) * sizeof(float));
+    int64_t *held_all = malloc((size_t)(threads * n * 2) * sizeof(int64_t));
+    bool ok = rows && held_all;
+    for (int i = 0; i < n; i++) {
+        src[i].cols = ok ? col_taps(src_scale(src[i].W, Wo, align_corners), Wo, src[i].W,
+                                    align_corners) : NULL;
+        src[i].sh = src_scale(src[i].H, Ho, align_corners);
+        ok = ok && src[i].cols;
     }
-    #pragma omp parallel num_threads(threads) if (par)
-    {
-        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        const int64_t per = (N * Ho + nt - 1) / nt, r0 = id * per;
-        const int64_t r1 = r0 + per < N * Ho ? r0 + per : N * Ho;
-        float *t[2] = { rows + id * 2 * Wo * C, rows + (id * 2 + 1) * Wo * C };
-        int64_t held[2] = { -1, -1 }; /* the source row (n H + h) each t holds */
-        for (int64_t r = r0; r < r1; r++) {
-            int64_t n = r / Ho, oh = r % Ho, src[2];
-            float a0, a1;
-            taps(sh, oh, H, align_corners, &src[0], &src[1], &a0, &a1);
-            const float *u[2];
-            for (int j = 0; j < 2; j++) {
-                int64_t s = n * H + src[j];
-                int slot = held[0] == s ? 0 : held[1] == s ? 1 : -1;
-                if (slot < 0) { /* make it in the slot the other tap does not need */
-                    int64_t other = n * H + src[1 - j];
-                    slot = held[0] == other ? 1 : 0;
-                    hrow(xd + s * W * C, cols, Wo, C, t[slot]);
-                    held[slot] = s;
+    if (ok) {
+        #pragma omp parallel num_threads(threads) if (par)
+        {
+            const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            const int64_t per = (N * Ho + nt - 1) / nt, r0 = id * per;
+            const int64_t r1 = r0 + per < N * Ho ? r0 + per : N * Ho;
+            int64_t *held = held_all + id * n * 2; /* source row (b H + h) each t holds */
+            for (int i = 0; i < 2 * n; i++) held[i] = -1;
+            for (int64_t r = r0; r < r1; r++) {
+                const int64_t b = r / Ho, oh = r % Ho;
+                for (int i = 0; i < n; i++) {
+                    const source *q = &src[i];
+                    float *t[2] = { rows + ((int64_t)(id * n + i) * 2) * Wo * C,
+                                    rows + ((int64_t)(id * n + i) * 2 + 1) * Wo * C };
+                    int64_t *hd = held + 2 * i, h[2];
+                    float a0, a1;
+                    taps(q->sh, oh, q->H, align_corners, &h[0], &h[1], &a0, &a1);
+                    const float *u[2];
+                    for (int j = 0; j < 2; j++) {
+                        int64_t s = b * q->H + h[j];
+                        int slot = hd[0] == s ? 0 : hd[1] == s ? 1 : -1;
+                        if (slot < 0) { /* make it in the slot the other tap does not need */
+                            slot = hd[0] == b * q->H + h[1 - j] ? 1 : 0;
+                            hrow(q->x + s * q->W * C, q->cols, Wo, C, t[slot]);
+                            hd[slot] = s;
+                        }
+                        u[j] = t[slot];
+                    }
+                    vrow(u[0], u[1], a0, a1, Wo, C, ys, accumulate || i > 0, yd + r * Wo * ys);
                 }
-                u[j] = t[slot];
             }
-            vrow(u[0], u[1], a0, a1, Wo, C, ys, accumulate, yd + r * Wo * ys);
         }
     }
-    free(cols);
+    for (int i = 0; i < n; i++) free(src[i].cols);
     free(rows);
-    return 0;
+    free(held_all);
+    return ok ? 0 : nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
 }
 
 int nad_resize_bilinear_forward(int32_t out_h, int32_t out_w, int32_t align_corners,
                                 const nad_tensor *x, nad_tensor *y)
 {
-    return resize_forward("resize_bilinear_forward", out_h, out_w, align_corners, x, false, y);
+    const char *fn = "resize_bilinear_forward";
+    int rc = nad_check_tensor(fn, "y", y);
+    if (rc || (rc = check_source(fn, "x", x, y))) return rc;
+    if (out_h < 1 || out_w < 1)
+        return nad_fail(NAD_EINVAL, "%s: output size %dx%d must be at least 1x1", fn, out_h,
+                        out_w);
+    nad_tensor shape = *x;
+    shape.size[1] = out_h;
+    shape.size[2] = out_w;
+    if ((rc = nad_resize_as(y, &shape))) return rc;
+    source s = { .x = nad_data(x), .H = x->size[1], .W = x->size[2] };
+    return resize_rows(fn, align_corners, 1, &s, x->size[0], x->size[3], false, y);
+}
+
+enum { MAX_SOURCES = 16 };
+
+int nad_resize_bilinear_accumulate_many(int32_t n, int32_t align_corners,
+                                        const nad_tensor *const *xs, nad_tensor *y)
+{
+    const char *fn = "resize_bilinear_accumulate";
+    int rc = nad_check_ndim(fn, "y", y, 4);
+    if (rc) return rc;
+    if (n < 1 || n > MAX_SOURCES)
+        return nad_fail(NAD_EINVAL, "%s: %d maps, expected 1 to %d", fn, n, MAX_SOURCES);
+    if (y->size[1] < 1 || y->size[2] < 1 || y->size[1] > INT32_MAX || y->size[2] > INT32_MAX)
+        return nad_fail(NAD_EINVAL, "%s: y's map %lldx%lld is empty or too large", fn,
+                        (long long)y->size[1], (long long)y->size[2]);
+    source src[MAX_SOURCES];
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, n == 1 ? "x" : "xs[%d]", i);
+        const nad_tensor *x = xs[i];
+        if ((rc = nad_check_tensor(fn, name, x)) || (rc = check_source(fn, name, x, y))) return rc;
+        if (y->size[0] != x->size[0] || y->size[3] != x->size[3]) {
+            char b1[96], b2[96];
+            return nad_fail(NAD_EINVAL, "%s: y %s does not match %s %s in batch and channels",
+                            fn, nad_shape_str(y, b1, sizeof b1), name,
+                            nad_shape_str(x, b2, sizeof b2));
+        }
+        src[i] = (source){ .x = nad_data(x), .H = x->size[1], .W = x->size[2] };
+    }
+    return resize_rows(fn, align_corners, n, src, y->size[0], y->size[3], true, y);
 }
 
 int nad_resize_bilinear_accumulate(int32_t align_corners, const nad_tensor *x, nad_tensor *y)
 {
-    const char *fn = "resize_bilinear_accumulate";
-    int rc = nad_check_ndim(fn, "y", y, 4);
-    if (rc || (rc = nad_check_ndim(fn, "x", x, 4))) return rc;
-    if (y->size[0] != x->size[0] || y->size[3] != x->size[3]) {
-        char b1[96], b2[96];
-        return nad_fail(NAD_EINVAL, "%s: y %s does not match x %s in batch and channels", fn,
-                        nad_shape_str(y, b1, sizeof b1), nad_shape_str(x, b2, sizeof b2));
-    }
-    if (y->size[1] < 1 || y->size[2] < 1 || y->size[1] > INT32_MAX || y->size[2] > INT32_MAX)
-        return nad_fail(NAD_EINVAL, "%s: y's map %lldx%lld is empty or too large", fn,
-                        (long long)y->size[1], (long long)y->size[2]);
-    return resize_forward(fn, (int32_t)y->size[1], (int32_t)y->size[2], align_corners, x, true, y);
+    return nad_resize_bilinear_accumulate_many(1, align_corners, &x, y);
 }
 
 /* y[0:n] += a x[0:n] */

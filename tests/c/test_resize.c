@@ -237,3 +237,55 @@ Test(resize, accumulate_adds_the_resized_map)
     nad_tensor_free(x);
     nad_tensor_free(y);
 }
+
+/* accumulate_many: y + resize(x0) + resize(x1) + resize(x2) in one pass, the same bits as
+   three accumulates one after the other (maps at three resolutions, both align_corners, 1 and
+   2 threads, a contiguous y and a channel slice); its errors name the map */
+Test(resize, accumulate_many_is_the_accumulates_in_order)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 17);
+    const int N = 2, C = 16;
+    int32_t nt = nad_get_num_threads();
+    for (int threads = 1; threads <= 2; threads++)
+        for (int ac = 0; ac < 2; ac++) {
+            nad_set_num_threads(threads);
+            nad_tensor *xs[3] = { tc_rand(&rng, TC_SIZES(N, 25, 25, C)),
+                                  tc_rand(&rng, TC_SIZES(N, 13, 13, C)),
+                                  tc_rand(&rng, TC_SIZES(N, 7, 7, C)) };
+            nad_tensor *y0 = tc_rand(&rng, TC_SIZES(N, 50, 50, C));
+            nad_tensor *y = tc_zeros(TC_SIZES(N, 50, 50, C)), *want = tc_zeros(TC_SIZES(N, 50, 50, C));
+            cr_assert_eq(nad_tensor_copy(y, y0), 0, "%s", nad_last_error());
+            cr_assert_eq(nad_tensor_copy(want, y0), 0, "%s", nad_last_error());
+            for (int i = 0; i < 3; i++)
+                cr_assert_eq(nad_resize_bilinear_accumulate(ac, xs[i], want), 0, "%s", nad_last_error());
+            cr_assert_eq(nad_resize_bilinear_accumulate_many(3, ac, (const nad_tensor *const *)xs, y), 0,
+                         "%s", nad_last_error());
+            cr_assert(tc_close(y, want, 0, 0), "threads %d ac %d", threads, ac);
+            nad_tensor *wide = tc_zeros(TC_SIZES(N, 50, 50, 2 * C)), *hi = nad_tensor_narrow(wide, 3, C, C);
+            cr_assert_eq(nad_tensor_copy(hi, y0), 0, "%s", nad_last_error());
+            cr_assert_eq(nad_resize_bilinear_accumulate_many(3, ac, (const nad_tensor *const *)xs, hi), 0,
+                         "%s", nad_last_error());
+            for (int n = 0; n < N; n++)
+                for (int h = 0; h < 50; h += 7)
+                    for (int w = 0; w < 50; w++)
+                        for (int c = 0; c < 2 * C; c++)
+                            cr_assert_eq(*px(wide, n, h, w, c), c < C ? 0.0f : *px(want, n, h, w, c - C));
+            nad_tensor *tensors[] = { xs[0], xs[1], xs[2], y0, want, y, wide, hi };
+            for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++) nad_tensor_free(tensors[i]);
+        }
+    nad_set_num_threads(nt);
+    nad_tensor *xs[2] = { tc_rand(&rng, TC_SIZES(1, 4, 4, 3)), tc_rand(&rng, TC_SIZES(1, 4, 4, 2)) };
+    nad_tensor *y = tc_zeros(TC_SIZES(1, 8, 8, 3));
+    cr_assert_eq(nad_resize_bilinear_accumulate_many(2, 0, (const nad_tensor *const *)xs, y), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "resize_bilinear_accumulate: y [1,8,8,3] does not match "
+                                       "xs[1] [1,4,4,2] in batch and channels");
+    cr_assert_eq(nad_resize_bilinear_accumulate_many(0, 0, (const nad_tensor *const *)xs, y), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "resize_bilinear_accumulate: 0 maps, expected 1 to 16");
+    const nad_tensor *self[1] = { y };
+    cr_assert_eq(nad_resize_bilinear_accumulate_many(1, 0, self, y), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "resize_bilinear_accumulate: y must not share x's storage");
+    nad_tensor_free(xs[0]);
+    nad_tensor_free(xs[1]);
+    nad_tensor_free(y);
+}

@@ -94,7 +94,10 @@ function Mfam:bind(grad_enabled, inf, grad)
     end
     -- activations; fu (the upsampled top, with gradients on) is read by its add only
     for s = 1, S - 1 do self.fu[s] = inf:get('fu') end
-    self.u = inf:get('u') -- the fuse's coarse part W_s o_s, read by its resize only
+    -- the fuse's coarse parts W_s o_s (s >= 2), read by their resize only
+    self.u = {}
+    for s = 2, S do self.u[s - 1] = inf:get('u' .. s) end
+    self.uptrs = ffi.new('const nad_tensor *[?]', S - 1)
     self.sum_in_place = not grad_enabled
     if grad_enabled then
         local own = self.own
@@ -240,7 +243,8 @@ end
 --- with each part's D x D block W_s applied at its own, coarser resolution: the same numbers
 --- (up to rounding) for a quarter of the full-resolution products (at D = 256 and 200x200
 --- input, 0.44 instead of 1.31 GFLOP per image), and the S*D-wide concatenation is never
---- stored. Each up(...) is added in place (nad_resize_bilinear_accumulate).
+--- stored. The up(...) are added in place, all in one pass over the full-resolution map
+--- (nad_resize_bilinear_accumulate_many).
 function Mfam:fuse_step(f1)
     local S = self.S
     local wp = fuse_weight_parts(self)
@@ -248,9 +252,10 @@ function Mfam:fuse_step(f1)
     local y = self.fuse.y
     check(C.nad_linear_forward(self.outs[1], wp.value[1], fb and fb.value, y))
     for s = 2, S do
-        check(C.nad_linear_forward(fuse_part(self, s), wp.value[s], nil, self.u))
-        check(C.nad_resize_bilinear_accumulate(0, self.u, y))
+        check(C.nad_linear_forward(fuse_part(self, s), wp.value[s], nil, self.u[s - 1]))
+        self.uptrs[s - 2] = self.u[s - 1]
     end
+    if S > 1 then check(C.nad_resize_bilinear_accumulate_many(S - 1, 0, self.uptrs, y)) end
     local s1 = self.seg1_gn:forward(self.seg1:forward(self.fuse_gn:forward(y)))
     return self.seg2:forward(s1)
 end
