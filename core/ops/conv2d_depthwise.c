@@ -15,41 +15,92 @@ void nad_dw_pack_taps(const geom *g, const nad_tensor *w, float *wt)
                 wt[(kh * g->k + kw) * g->co + c] = src[w_off(w, c, kh, kw, 0)];
 }
 
+/* Output pixel wo of row q, channels from cb0 on: its sum over the taps inside the map, in
+   (kh, kw) order, kept in a register per channel vector and stored once. */
+static inline __attribute__((always_inline)) void
+dw_pixel(const geom *g, const float *x, const float *wt, const float *bias, int64_t q,
+         int64_t row0, int64_t kh0, int64_t kh1, int64_t wo, int64_t cb0, float *y)
+{
+    const int64_t c = g->ci, k = g->k;
+    int64_t kw0, kw1;
+    taps_inside(g, wo, g->w, &kw0, &kw1);
+    const int64_t at = (row0 + wo * g->s - g->pad) * c;
+    float *yp = y + (q * g->wo + wo) * c;
+    int64_t cb = cb0;
+    for (; cb + VL <= c; cb += VL) {
+        vec acc = bias ? ld(bias + cb) : (vec){0};
+        for (int64_t kh = kh0; kh < kh1; kh++)
+            for (int64_t kw = kw0; kw < kw1; kw++)
+                acc += ld(x + at + (kh * g->d * g->w + kw * g->d) * c + cb) *
+                       ld(wt + (kh * k + kw) * c + cb);
+        st(yp + cb, acc);
+    }
+    for (; cb < c; cb++) { /* the channels after the last whole vector */
+        float acc = bias ? bias[cb] : 0.0f;
+        for (int64_t kh = kh0; kh < kh1; kh++)
+            for (int64_t kw = kw0; kw < kw1; kw++)
+                acc += x[at + (kh * g->d * g->w + kw * g->d) * c + cb] * wt[(kh * k + kw) * c + cb];
+        yp[cb] = acc;
+    }
+}
+
+/* A 3x3 stride-1 kernel's STRIP outputs wo .. wo + STRIP - 1 of row q, all their columns inside
+   the map, whole channel vectors: each row of taps loads the STRIP + 2 input pixels it spans
+   and the row's three weights once for all the outputs (per pixel, each tap loads its input
+   and its weight: 18 loads per 9 multiply-adds). The same sums in the same order as dw_pixel. */
+enum { STRIP = 8 };
+
+static inline __attribute__((always_inline)) void
+dw3_strip(const geom *g, const float *x, const float *wt, const float *bias, int64_t q,
+          int64_t row0, int64_t kh0, int64_t kh1, int64_t wo, float *y)
+{
+    const int64_t c = g->ci;
+    const float *base = x + (row0 + wo - g->pad) * c;
+    float *yp = y + (q * g->wo + wo) * c;
+    for (int64_t cb = 0; cb + VL <= c; cb += VL) {
+        vec acc[STRIP];
+        vec b = bias ? ld(bias + cb) : (vec){0};
+        for (int j = 0; j < STRIP; j++) acc[j] = b;
+        for (int64_t kh = kh0; kh < kh1; kh++) {
+            const float *xr = base + kh * g->w * c + cb, *wr = wt + kh * 3 * c + cb;
+            vec w0 = ld(wr), w1 = ld(wr + c), w2 = ld(wr + 2 * c), xs[STRIP + 2];
+            for (int i = 0; i < STRIP + 2; i++) xs[i] = ld(xr + i * c);
+            for (int j = 0; j < STRIP; j++) {
+                acc[j] += xs[j] * w0;
+                acc[j] += xs[j + 1] * w1;
+                acc[j] += xs[j + 2] * w2;
+            }
+        }
+        for (int j = 0; j < STRIP; j++) st(yp + j * c + cb, acc[j]);
+    }
+}
+
 /* Pixels outer, channel vectors inner: each pixel's channels are one contiguous run, so x and y
    stream (sweeping one channel block along a row instead strides by C floats, and with C a
    multiple of 256 such rows map onto a few cache sets and miss). Measured 5-30 % faster than
-   sums in memory. */
+   sums in memory. 3x3 stride-1 convolutions take their inner columns in strips. */
 __attribute__((target_clones("avx512f", "avx2", "default"))) void
 nad_dw_forward_row(const geom *g, const float *x, const float *wt, const float *bias, int64_t q,
                    float *y)
 {
-    const int64_t c = g->ci, k = g->k, n = q / g->ho, ho = q % g->ho;
+    const int64_t c = g->ci, n = q / g->ho, ho = q % g->ho;
     /* offsets from the pixel under tap (0, 0), which may lie outside: only taps inside are read */
     const int64_t row0 = (n * g->h + ho * g->s - g->pad) * g->w;
-    int64_t kh0, kh1;
+    int64_t kh0, kh1, wo = 0;
     taps_inside(g, ho, g->h, &kh0, &kh1);
-    for (int64_t wo = 0; wo < g->wo; wo++) {
-        int64_t kw0, kw1;
-        taps_inside(g, wo, g->w, &kw0, &kw1);
-        const int64_t at = (row0 + wo * g->s - g->pad) * c;
-        float *yp = y + (q * g->wo + wo) * c;
-        int64_t cb = 0;
-        for (; cb + VL <= c; cb += VL) {
-            vec acc = bias ? ld(bias + cb) : (vec){0};
-            for (int64_t kh = kh0; kh < kh1; kh++)
-                for (int64_t kw = kw0; kw < kw1; kw++)
-                    acc += ld(x + at + (kh * g->d * g->w + kw * g->d) * c + cb) *
-                           ld(wt + (kh * k + kw) * c + cb);
-            st(yp + cb, acc);
-        }
-        for (; cb < c; cb++) { /* the channels after the last whole vector */
-            float acc = bias ? bias[cb] : 0.0f;
-            for (int64_t kh = kh0; kh < kh1; kh++)
-                for (int64_t kw = kw0; kw < kw1; kw++)
-                    acc += x[at + (kh * g->d * g->w + kw * g->d) * c + cb] * wt[(kh * k + kw) * c + cb];
-            yp[cb] = acc;
+    if (g->k == 3 && g->s == 1 && g->d == 1 && c >= VL) {
+        /* outputs whose three columns lie inside: pad <= wo <= w - 3 + pad */
+        const int64_t lo = g->pad < g->wo ? g->pad : g->wo;
+        const int64_t hi = g->w - 2 + g->pad < g->wo ? g->w - 2 + g->pad : g->wo;
+        for (; wo < lo; wo++) dw_pixel(g, x, wt, bias, q, row0, kh0, kh1, wo, 0, y);
+        for (; wo + STRIP <= hi; wo += STRIP) {
+            dw3_strip(g, x, wt, bias, q, row0, kh0, kh1, wo, y);
+            if (c % VL)
+                for (int j = 0; j < STRIP; j++)
+                    dw_pixel(g, x, wt, bias, q, row0, kh0, kh1, wo + j, c - c % VL, y);
         }
     }
+    for (; wo < g->wo; wo++) dw_pixel(g, x, wt, bias, q, row0, kh0, kh1, wo, 0, y);
 }
 
 /* dx row p = (n, hi), gathered: dx[wi][c] = sum over (ho, wo, tap) reading it of

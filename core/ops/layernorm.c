@@ -4,55 +4,68 @@
 #include "../internal.h"
 #include <math.h>
 
+/* Row sums in 8 lanes, written as GCC vectors: left to the vectoriser, the lane arrays became
+   mostly scalar code (forward 8x50x50x32: 0.070 -> 0.050 ms per image). Always inlined into
+   the target_clones kernels below. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v8 __attribute__((vector_size(8 * sizeof(float))));
+typedef float v8_u __attribute__((vector_size(8 * sizeof(float)), aligned(4), may_alias));
+
 /* The 8 lanes' total as a tree (three dependent adds): a row of a few dozen channels is
    bound by the latency of its reductions, not by its arithmetic. */
-static inline float lanes_total(const float *acc)
+static inline __attribute__((always_inline)) float lanes_total(v8 acc)
 {
     float a0 = acc[0] + acc[4], a1 = acc[1] + acc[5], a2 = acc[2] + acc[6], a3 = acc[3] + acc[7];
     return (a0 + a2) + (a1 + a3);
 }
 
-/* Sum of n floats in 8 lanes (the compiler vectorises the lanes). */
-static inline float lane_sum(const float *x, int64_t n)
+/* Sum of n floats in 8 lanes. */
+static inline __attribute__((always_inline)) float lane_sum(const float *x, int64_t n)
 {
-    float acc[8] = {0};
+    v8 acc = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += x[i + j];
+    for (; i + 8 <= n; i += 8) acc += *(const v8_u *)(x + i);
     for (int j = 0; i < n; i++, j++) acc[j] += x[i];
     return lanes_total(acc);
 }
 
 /* Sum of (x - m)^2 over n floats, in 8 lanes. */
-static inline float lane_sqdev(const float *x, int64_t n, float m)
+static inline __attribute__((always_inline)) float lane_sqdev(const float *x, int64_t n, float m)
 {
-    float acc[8] = {0};
+    v8 acc = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) {
-            float d = x[i + j] - m;
-            acc[j] += d * d;
-        }
+    for (; i + 8 <= n; i += 8) {
+        v8 d = *(const v8_u *)(x + i) - m;
+        acc += d * d;
+    }
     for (int j = 0; i < n; i++, j++) acc[j] += (x[i] - m) * (x[i] - m);
     return lanes_total(acc);
 }
 
-/* One row; inlined with gs = bs = 1 for the common unit-stride case so the loop vectorises.
-   In float throughout, as PyTorch's CPU kernel (each row's mean and variance were summed in
-   double before: the conversions and the serial double adds made rows latency-bound). */
+/* One row's mean and 1 / std. In float throughout, as PyTorch's CPU kernel (each row's mean
+   and variance were summed in double before: the conversions and the serial double adds made
+   rows latency-bound). */
 static inline __attribute__((always_inline)) void
-ln_row(const float *x, float *y, int64_t c, const float *g, int64_t gs, const float *b,
-       int64_t bs, float eps, float *mean, float *rstd)
+ln_stats(const float *x, int64_t c, float eps, float *mean, float *rstd)
 {
     float m = lane_sum(x, c) / (float)c;
-    float r = 1.0f / sqrtf(lane_sqdev(x, c, m) / (float)c + eps);
-    for (int64_t j = 0; j < c; j++) y[j] = (x[j] - m) * r * g[j * gs] + b[j * bs];
     *mean = m;
-    *rstd = r;
+    *rstd = 1.0f / sqrtf(lane_sqdev(x, c, m) / (float)c + eps);
+}
+
+/* y = (x - m) r g + b for one row; inlined with gs = bs = 1 for the common unit-stride case so
+   the loop vectorises. */
+static inline __attribute__((always_inline)) void
+ln_apply(const float *x, float *y, int64_t c, const float *g, int64_t gs, const float *b,
+         int64_t bs, float m, float r)
+{
+    for (int64_t j = 0; j < c; j++) y[j] = (x[j] - m) * r * g[j * gs] + b[j * bs];
 }
 
 /* Rows go to threads in blocks; each block runs a kernel compiled for AVX-512, AVX2 or the
-   baseline, picked at load time (the build targets the baseline). */
+   baseline, picked at load time (the build targets the baseline). The statistics of a block's
+   rows come first, in a loop of their own: a row's are a chain of dependent reductions, and
+   short independent iterations let the core overlap the chains of several rows. */
 enum { ROWS = 32 };
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
@@ -60,9 +73,10 @@ ln_rows(const float *x, float *y, int64_t r0, int64_t r1, int64_t c, const float
         const float *b, int64_t bs, float eps, float *mean, float *rstd)
 {
     bool unit = (gs == 1 || c == 1) && (bs == 1 || c == 1);
+    for (int64_t r = r0; r < r1; r++) ln_stats(x + r * c, c, eps, mean + r, rstd + r);
     for (int64_t r = r0; r < r1; r++) {
-        if (unit) ln_row(x + r * c, y + r * c, c, g, 1, b, 1, eps, mean + r, rstd + r);
-        else ln_row(x + r * c, y + r * c, c, g, gs, b, bs, eps, mean + r, rstd + r);
+        if (unit) ln_apply(x + r * c, y + r * c, c, g, 1, b, 1, mean[r], rstd[r]);
+        else ln_apply(x + r * c, y + r * c, c, g, gs, b, bs, mean[r], rstd[r]);
     }
 }
 
@@ -116,32 +130,63 @@ int nad_layernorm_forward(float eps, const nad_tensor *x, const nad_tensor *gamm
     return 0;
 }
 
-/* With xhat = (x - mean) rstd and g = dy gamma, per row of C channels:
-   dx = rstd (g - mean_j(g) - xhat mean_j(g xhat));
-   dgamma += sum over rows of dy xhat;  dbeta += sum over rows of dy. */
-static inline __attribute__((always_inline)) void
-ln_row_backward(const float *x, const float *dy, float *dx, int64_t c, const float *g,
-                int64_t gs, float m, float r)
+/* 8 floats from p with stride s (a gamma slice is almost always contiguous) */
+static inline __attribute__((always_inline)) v8 ld8(const float *p, int64_t s)
 {
-    float s1 = 0, s2 = 0;
-    for (int64_t j = 0; j < c; j++) {
-        float gg = dy[j] * g[j * gs];
-        s1 += gg;
-        s2 += gg * (x[j] - m) * r;
-    }
-    s1 /= (float)c;
-    s2 /= (float)c;
-    for (int64_t j = 0; j < c; j++) dx[j] = r * (dy[j] * g[j * gs] - s1 - (x[j] - m) * r * s2);
+    if (s == 1) return *(const v8_u *)p;
+    v8 v;
+    for (int k = 0; k < 8; k++) v[k] = p[k * s];
+    return v;
 }
 
+/* With xhat = (x - mean) rstd and g = dy gamma, per row of C channels:
+   dx = rstd (g - mean_j(g) - xhat mean_j(g xhat));
+   dgamma += sum over rows of dy xhat;  dbeta += sum over rows of dy.
+   The row's two means, summed in 8 lanes as the forward's statistics (a serial float sum
+   before: 4 cycles of latency per channel). */
+static inline __attribute__((always_inline)) void
+ln_row_means(const float *x, const float *dy, int64_t c, const float *g, int64_t gs, float m,
+             float r, float *k1, float *k2)
+{
+    v8 a1 = {0}, a2 = {0};
+    int64_t j = 0;
+    for (; j + 8 <= c; j += 8) {
+        v8 gg = *(const v8_u *)(dy + j) * ld8(g + j * gs, gs);
+        a1 += gg;
+        a2 += gg * (*(const v8_u *)(x + j) - m) * r;
+    }
+    for (int k = 0; j < c; j++, k++) {
+        float gg = dy[j] * g[j * gs];
+        a1[k] += gg;
+        a2[k] += gg * (x[j] - m) * r;
+    }
+    *k1 = lanes_total(a1) / (float)c;
+    *k2 = lanes_total(a2) / (float)c;
+}
+
+static inline __attribute__((always_inline)) void
+ln_row_dx(const float *x, const float *dy, float *dx, int64_t c, const float *g, int64_t gs,
+          float m, float r, float k1, float k2)
+{
+    for (int64_t j = 0; j < c; j++) dx[j] = r * (dy[j] * g[j * gs] - k1 - (x[j] - m) * r * k2);
+}
+
+/* as ln_rows: the rows' sums first, then their dx (dx may be dy: a row's sums are made before
+   its dx is written) */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 ln_rows_backward(const float *x, const float *dy, float *dx, int64_t r0, int64_t r1, int64_t c,
                  const float *g, int64_t gs, const float *mean, const float *rstd)
 {
+    float k1[ROWS], k2[ROWS];
+    for (int64_t r = r0; r < r1; r++)
+        ln_row_means(x + r * c, dy + r * c, c, g, gs, mean[r], rstd[r], &k1[r - r0], &k2[r - r0]);
     for (int64_t r = r0; r < r1; r++) {
         if (gs == 1 || c == 1)
-            ln_row_backward(x + r * c, dy + r * c, dx + r * c, c, g, 1, mean[r], rstd[r]);
-        else ln_row_backward(x + r * c, dy + r * c, dx + r * c, c, g, gs, mean[r], rstd[r]);
+            ln_row_dx(x + r * c, dy + r * c, dx + r * c, c, g, 1, mean[r], rstd[r], k1[r - r0],
+                      k2[r - r0]);
+        else
+            ln_row_dx(x + r * c, dy + r * c, dx + r * c, c, g, gs, mean[r], rstd[r], k1[r - r0],
+                      k2[r - r0]);
     }
 }
 

@@ -410,6 +410,11 @@ Test(conv2d, depthwise_vector_blocks_match_loops)
         {1, 9, 8, 35, 35, 3, 2, 2, 2, 35, 1}, /* stride 2, dilation 2, remainder 3 */
         {1, 6, 7, 48, 48, 5, 1, 2, 1, 48, 1}, /* 5x5 */
         {1, 4, 5, 17, 17, 3, 1, 0, 1, 17, 1}, /* no padding */
+        /* rows wide enough for the 3x3 stride-1 strips of 8 outputs */
+        {2, 6, 21, 32, 32, 3, 1, 1, 1, 32, 1},  /* two strips, border pixels after */
+        {1, 5, 19, 20, 20, 3, 1, 1, 1, 20, 1},  /* a remainder of 4 channels per strip pixel */
+        {1, 4, 12, 16, 16, 3, 1, 0, 1, 16, 0},  /* no padding: one strip and 2 pixels, no bias */
+        {1, 3, 10, 16, 16, 3, 1, 2, 1, 16, 1},  /* padding 2: the strip starts at column 2 */
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_against_loops(&cs[i], 80 + i);
 }

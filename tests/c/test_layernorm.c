@@ -101,6 +101,59 @@ Test(layernorm, backward_matches_finite_differences)
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
 }
 
+/* The kernels sum rows in 8-float lanes with a scalar tail: widths below, at and past a
+   lane multiple, contiguous and strided gamma; forward and backward against double loops. */
+Test(layernorm, widths_across_the_lanes_match_double_loops)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 5);
+    const int64_t widths[] = { 5, 8, 13, 32, 40, 64 }, rows = 7;
+    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++)
+        for (int strided = 0; strided < 2; strided++) {
+            int64_t c = widths[w];
+            nad_tensor *x = tc_rand(&rng, TC_SIZES(rows, c)), *dy = tc_rand(&rng, TC_SIZES(rows, c));
+            for (int64_t i = 0; i < rows * c; i++) *tc_at(x, i) = *tc_at(x, i) * 2 + 3;
+            nad_tensor *g = strided ? strided_vec(&rng, c) : tc_rand(&rng, TC_SIZES(c));
+            nad_tensor *b = strided ? strided_vec(&rng, c) : tc_rand(&rng, TC_SIZES(c));
+            nad_tensor *y = tc_empty(), *mean = tc_empty(), *rstd = tc_empty(), *dx = tc_empty();
+            nad_tensor *want = tc_zeros(TC_SIZES(rows, c)), *wm = tc_zeros(TC_SIZES(rows));
+            nad_tensor *wr = tc_zeros(TC_SIZES(rows)), *dg = tc_zeros(TC_SIZES(c));
+            nad_tensor *db = tc_zeros(TC_SIZES(c));
+            cr_assert_eq(nad_layernorm_forward(1e-5f, x, g, b, y, mean, rstd), 0, "%s", nad_last_error());
+            ref_layernorm(1e-5f, x, g, b, want, wm, wr);
+            cr_assert(tc_close(y, want, 1e-5, 1e-5), "c %lld strided %d", (long long)c, strided);
+            cr_assert(tc_close(rstd, wr, 1e-5, 1e-6));
+            cr_assert_eq(nad_layernorm_backward(x, g, mean, rstd, dy, dx, dg, db), 0, "%s",
+                         nad_last_error());
+            for (int64_t r = 0; r < rows; r++) {
+                double m = *tc_at(wm, r), s = *tc_at(wr, r), k1 = 0, k2 = 0;
+                for (int64_t j = 0; j < c; j++) {
+                    double gg = *tc_at(dy, r * c + j) * *tc_at(g, j);
+                    k1 += gg / c;
+                    k2 += gg * (*tc_at(x, r * c + j) - m) * s / c;
+                }
+                for (int64_t j = 0; j < c; j++) {
+                    double xh = (*tc_at(x, r * c + j) - m) * s;
+                    double want_dx = s * (*tc_at(dy, r * c + j) * *tc_at(g, j) - k1 - xh * k2);
+                    cr_assert_float_eq(*tc_at(dx, r * c + j), want_dx, 1e-4 + 1e-4 * fabs(want_dx),
+                                       "c %lld strided %d [%lld,%lld]", (long long)c, strided,
+                                       (long long)r, (long long)j);
+                }
+            }
+            for (int64_t j = 0; j < c; j++) {
+                double sg = 0, sb = 0;
+                for (int64_t r = 0; r < rows; r++) {
+                    sg += *tc_at(dy, r * c + j) * (*tc_at(x, r * c + j) - *tc_at(wm, r)) * *tc_at(wr, r);
+                    sb += *tc_at(dy, r * c + j);
+                }
+                cr_assert_float_eq(*tc_at(dg, j), sg, 1e-4 + 1e-4 * fabs(sg));
+                cr_assert_float_eq(*tc_at(db, j), sb, 1e-5 + 1e-5 * fabs(sb));
+            }
+            nad_tensor *all[] = {x, dy, g, b, y, mean, rstd, dx, want, wm, wr, dg, db};
+            for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
+        }
+}
+
 Test(layernorm, rejects_bad_shapes)
 {
     nad_rng rng;
