@@ -67,21 +67,41 @@ static void quarters(const int32_t *dirs1, const int32_t *dirs2, const float *qd
 /* pixel w's source column in a row read with column shift dw and edge column edge */
 static inline int64_t col(int64_t w, int64_t dw, int64_t edge) { return w == edge ? w : w - dw; }
 
-/* acc += (x1 + x2) + v over one quarter's q channels (the operators' order: add, add, pool) */
+/* One row of pixels per call (the row kernels' dispatch is per call, and a quarter is only a
+   few channels: at C = 32 one call per quarter and pixel took 8 floats each). */
+
+/* acc += (x1 + x2) + v over the row's pixels, quarter by quarter (the operators' order: add,
+   add, pool) */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-pool_quarter(const float *restrict x1, const float *restrict x2, const float *restrict v,
-             int64_t q, float *restrict acc)
+pool_row(const quarter *qs, const float *vrow, int64_t W, int64_t C, float *restrict acc)
 {
-    for (int64_t j = 0; j < q; j++) acc[j] += (x1[j] + x2[j]) + v[j];
+    const int64_t Q = C / 4;
+    for (int64_t w = 0; w < W; w++)
+        for (int32_t qq = 0; qq < 4; qq++) {
+            const float *restrict x1 = qs[qq].row1 + col(w, qs[qq].dw1, qs[qq].edge1) * C;
+            const float *restrict x2 = qs[qq].row2 + col(w, qs[qq].dw2, qs[qq].edge2) * 2 * C;
+            const float *restrict v = vrow + w * 2 * C + qq * Q;
+            float *restrict a = acc + qq * Q;
+            for (int64_t j = 0; j < Q; j++) a[j] += (x1[j] + x2[j]) + v[j];
+        }
 }
 
-/* y = ((x1 w0) + (x2 w1)) + (v w2) over one quarter (the order of mul, mul, add, mul, add) */
+/* y = ((x1 w0) + (x2 w1)) + (v w2) over the row's pixels (the order of mul, mul, add, mul,
+   add); w0, w1, w2: the image's C weights of each branch */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-mix_quarter(const float *restrict x1, const float *restrict x2, const float *restrict v,
-            const float *restrict w0, const float *restrict w1, const float *restrict w2,
-            int64_t q, float *restrict y)
+mix_row(const quarter *qs, const float *vrow, const float *w0, const float *w1, const float *w2,
+        int64_t W, int64_t C, float *restrict y)
 {
-    for (int64_t j = 0; j < q; j++) y[j] = (x1[j] * w0[j] + x2[j] * w1[j]) + v[j] * w2[j];
+    const int64_t Q = C / 4;
+    for (int64_t w = 0; w < W; w++)
+        for (int32_t qq = 0; qq < 4; qq++) {
+            const float *restrict x1 = qs[qq].row1 + col(w, qs[qq].dw1, qs[qq].edge1) * C;
+            const float *restrict x2 = qs[qq].row2 + col(w, qs[qq].dw2, qs[qq].edge2) * 2 * C;
+            const float *restrict v = vrow + w * 2 * C + qq * Q;
+            const float *a = w0 + qq * Q, *b = w1 + qq * Q, *c = w2 + qq * Q;
+            float *restrict yq = y + w * C + qq * Q;
+            for (int64_t j = 0; j < Q; j++) yq[j] = (x1[j] * a[j] + x2[j] * b[j]) + v[j] * c[j];
+        }
 }
 
 int nad_split_attention_pool(const int32_t *dirs1, const int32_t *dirs2, const nad_tensor *q,
@@ -90,7 +110,7 @@ int nad_split_attention_pool(const int32_t *dirs1, const int32_t *dirs2, const n
     const char *fn = "split_attention_pool";
     int rc = check_maps(fn, dirs1, dirs2, q, kv);
     if (rc || (rc = nad_check_tensor(fn, "a", a))) return rc;
-    const int64_t N = q->size[0], H = q->size[1], W = q->size[2], C = q->size[3], Q = C / 4;
+    const int64_t N = q->size[0], H = q->size[1], W = q->size[2], C = q->size[3];
     if ((rc = nad_tensor_resize(a, 4, (int64_t[]){N, 1, 1, C})) || (rc = nad_check_contig(fn, "a", a)))
         return rc;
     const float *qd = nad_data(q), *kvd = nad_data(kv);
@@ -104,12 +124,7 @@ int nad_split_attention_pool(const int32_t *dirs1, const int32_t *dirs2, const n
         for (int64_t h = 0; h < H; h++) {
             quarter qs[4];
             quarters(dirs1, dirs2, qd, kvd, n, h, H, W, C, qs);
-            const float *vrow = kvd + (n * H + h) * W * 2 * C + C;
-            for (int64_t w = 0; w < W; w++)
-                for (int32_t qq = 0; qq < 4; qq++)
-                    pool_quarter(qs[qq].row1 + col(w, qs[qq].dw1, qs[qq].edge1) * C,
-                                 qs[qq].row2 + col(w, qs[qq].dw2, qs[qq].edge2) * 2 * C,
-                                 vrow + w * 2 * C + qq * Q, Q, acc + qq * Q);
+            pool_row(qs, kvd + (n * H + h) * W * 2 * C + C, W, C, acc);
         }
         for (int64_t c = 0; c < C; c++) acc[c] *= inv;
     }
@@ -124,7 +139,7 @@ int nad_split_attention_mix(const int32_t *dirs1, const int32_t *dirs2, const na
     if (rc || (rc = nad_check_tensor(fn, "wts", wts)) || (rc = nad_check_contig(fn, "wts", wts)) ||
         (rc = nad_check_tensor(fn, "y", y)))
         return rc;
-    const int64_t N = q->size[0], H = q->size[1], W = q->size[2], C = q->size[3], Q = C / 4;
+    const int64_t N = q->size[0], H = q->size[1], W = q->size[2], C = q->size[3];
     if (nad_numel(wts) != N * C * 3) {
         char b[96];
         return nad_fail(NAD_EINVAL, "%s: wts is %s, expected %lld x %lld x 3 weights", fn,
@@ -146,15 +161,8 @@ int nad_split_attention_mix(const int32_t *dirs1, const int32_t *dirs2, const na
         const int64_t n = r / H, h = r % H;
         quarter qs[4];
         quarters(dirs1, dirs2, qd, kvd, n, h, H, W, C, qs);
-        const float *vrow = kvd + r * W * 2 * C + C;
-        for (int64_t w = 0; w < W; w++)
-            for (int32_t qq = 0; qq < 4; qq++) {
-                const int64_t c0 = n * C + qq * Q;
-                mix_quarter(qs[qq].row1 + col(w, qs[qq].dw1, qs[qq].edge1) * C,
-                            qs[qq].row2 + col(w, qs[qq].dw2, qs[qq].edge2) * 2 * C,
-                            vrow + w * 2 * C + qq * Q, planes + c0, planes + N * C + c0,
-                            planes + 2 * N * C + c0, Q, yd + (r * W + w) * C + qq * Q);
-            }
+        mix_row(qs, kvd + r * W * 2 * C + C, planes + n * C, planes + N * C + n * C,
+                planes + 2 * N * C + n * C, W, C, yd + r * W * C);
     }
     free(planes);
     return 0;
