@@ -79,13 +79,14 @@ Test(mixffn, matches_the_operators_in_one_band)
     check_mixffn(&tiny, 11);
 }
 
-/* 16 x 1024 hidden floats a row: bands of 2 rows (the last of 1), fc1 rows carried over */
+/* 16 x 1024 hidden floats a row: bands of 6 rows (the least), the last of 3, fc1 rows
+   carried over */
 Test(mixffn, matches_the_operators_across_bands)
 {
     mcfg m = {1, 9, 16, 12, 1024, 1, 0, 0, 1, 0};
     check_mixffn(&m, 2);
-    mcfg one = {2, 5, 40, 16, 512, 1, 0, 0, 1, 0}; /* bands of one row */
-    check_mixffn(&one, 3);
+    mcfg wide = {2, 14, 40, 16, 512, 1, 0, 0, 1, 0}; /* rows wider than a band: 6, 6, 2 */
+    check_mixffn(&wide, 3);
 }
 
 /* one image, two threads: each takes a row range and computes the fc1 row above it again */
