@@ -8,7 +8,7 @@
 enum { PATH_GEMM, PATH_1X1, PATH_DEPTHWISE, PATH_GROUPED, PATH_SMALL };
 /* groups with at most this many outputs each take the direct grouped path; convolutions with
    at most SMALL_MAX_C input and output channels the few-channel path */
-enum { GROUPED_MAX_COG = 8, SMALL_MAX_C = 8 };
+enum { GROUPED_MAX_COG = 8, SMALL_MAX_C = NAD_CONV2D_SMALL_MAX_C };
 
 typedef struct geom {
     int64_t n, h, w, ci, co, k, ho, wo;
@@ -86,6 +86,14 @@ int64_t nad_sm_input_floats(const geom *g);
    r < N (h + 2 pad) */
 void nad_sm_planar_row(const float *src, int64_t h, int64_t w, int64_t c, int64_t pad,
                        int64_t wpl, int64_t r, float *dst);
+/* The head's bilinear resize made straight into such planar rows (resize.c): rows [r0, r1) of
+   the planar map of x [N][h][w][c] resized to ho x wo (taps: nad_resize_planar_taps(w, wo,
+   align_corners), freed with free; t: 2 c wo floats of scratch). The resize's bits. */
+typedef struct col_tap col_tap; /* a column's two source columns and weights (resize.c) */
+col_tap *nad_resize_planar_taps(int64_t w, int64_t wo, int32_t align_corners);
+void nad_resize_planar_rows(const float *x, int64_t h, int64_t w, int64_t c, int64_t ho,
+                            int64_t wo, int32_t align_corners, const col_tap *cols, int64_t pad,
+                            int64_t wpl, int64_t r0, int64_t r1, float *t, float *dst);
 /* wp[tap][Ci][Co] = w[o, tap, c]; with flip, the weights of dx's convolution instead:
    wp[K*K-1-tap][Co][Ci] */
 void nad_sm_pack_weights(const geom *g, const nad_tensor *w, bool flip, float *wp);

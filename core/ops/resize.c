@@ -1,7 +1,7 @@
 /* resize.c: bilinear resize of x[N,H,W,C] to [N,out_h,out_w,C] with PyTorch's
    interpolate(mode='bilinear', size=...) semantics for both align_corners settings, forward
    and backward. Used by the decoder (FPN, PPM, fuse, final upsample) and nn.Upsample. */
-#include "../internal.h"
+#include "conv2d.h"
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,10 +46,10 @@ static int64_t pixel_stride(const nad_tensor *t)
     return ps;
 }
 
-typedef struct col_tap {
+struct col_tap {
     int64_t w0, w1; /* the two source columns */
     float b0, b1;   /* their weights */
-} col_tap;
+};
 
 /* The column taps of every output column, once per call (the rows use them N*Ho times), or
    NULL when out of memory; the caller frees them. */
@@ -249,6 +249,74 @@ int nad_resize_bilinear_accumulate_many(int32_t n, int32_t align_corners,
 int nad_resize_bilinear_accumulate(int32_t align_corners, const nad_tensor *x, nad_tensor *y)
 {
     return nad_resize_bilinear_accumulate_many(1, align_corners, &x, y);
+}
+
+/* ---- the head's resize written as its few-channel conv's planar input (conv2d_small.c) ---- */
+
+/* t[c][ow] = source row x [W][C] interpolated along W (transposed: one plane per channel) */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+hrow_planar(const float *x, const col_tap *cols, int64_t wo, int64_t c, float *restrict t)
+{
+    for (int64_t ow = 0; ow < wo; ow++) {
+        const float *p0 = x + cols[ow].w0 * c, *p1 = x + cols[ow].w1 * c;
+        const float b0 = cols[ow].b0, b1 = cols[ow].b1;
+        for (int64_t k = 0; k < c; k++) t[k * wo + ow] = b0 * p0[k] + b1 * p1[k];
+    }
+}
+
+/* planar row o[c][wpl] = pad zeros, a0 t0 + a1 t1 (wo values), zeros to wpl */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+vrow_planar(const float *t0, const float *t1, float a0, float a1, int64_t wo, int64_t c,
+            int64_t pad, int64_t wpl, float *restrict o)
+{
+    for (int64_t k = 0; k < c; k++) {
+        float *ok = o + k * wpl;
+        const float *u0 = t0 + k * wo, *u1 = t1 + k * wo;
+        for (int64_t i = 0; i < pad; i++) ok[i] = 0.0f;
+        for (int64_t i = 0; i < wo; i++) ok[pad + i] = a0 * u0[i] + a1 * u1[i];
+        for (int64_t i = pad + wo; i < wpl; i++) ok[i] = 0.0f;
+    }
+}
+
+col_tap *nad_resize_planar_taps(int64_t w, int64_t wo, int32_t align_corners)
+{
+    return col_taps(src_scale(w, wo, align_corners), wo, w, align_corners);
+}
+
+/* Rows [r0, r1) of the planar, zero-padded map that nad_sm_planar_row would make from x
+   resized to ho x wo, made from x directly: the resized map is never stored. The same
+   separable arithmetic as the resize forward (the same bits); t: 2 C wo floats of scratch. */
+void nad_resize_planar_rows(const float *x, int64_t h, int64_t w, int64_t c, int64_t ho,
+                            int64_t wo, int32_t align_corners, const col_tap *cols, int64_t pad,
+                            int64_t wpl, int64_t r0, int64_t r1, float *t, float *dst)
+{
+    const float sh = src_scale(h, ho, align_corners);
+    const int64_t hp = ho + 2 * pad;
+    float *tt[2] = { t, t + c * wo };
+    int64_t held[2] = { -1, -1 }; /* the source row (n h + row) each t holds */
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t n = r / hp, oh = r % hp - pad;
+        float *o = dst + r * c * wpl;
+        if (oh < 0 || oh >= ho) {
+            memset(o, 0, (size_t)(c * wpl) * sizeof(float));
+            continue;
+        }
+        int64_t src[2];
+        float a0, a1;
+        taps(sh, oh, h, align_corners, &src[0], &src[1], &a0, &a1);
+        const float *u[2];
+        for (int j = 0; j < 2; j++) {
+            int64_t s = n * h + src[j];
+            int slot = held[0] == s ? 0 : held[1] == s ? 1 : -1;
+            if (slot < 0) { /* in the slot the other tap does not need */
+                slot = held[0] == n * h + src[1 - j] ? 1 : 0;
+                hrow_planar(x + s * w * c, cols, wo, c, tt[slot]);
+                held[slot] = s;
+            }
+            u[j] = tt[slot];
+        }
+        vrow_planar(u[0], u[1], a0, a1, wo, c, pad, wpl, o);
+    }
 }
 
 /* y[0:n] += a x[0:n] */

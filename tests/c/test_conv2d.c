@@ -592,3 +592,56 @@ Test(conv2d, gelu_fused_rejects_missing_or_aliased_outputs)
     nad_tensor_free(y);
     nad_workspace_free(ws);
 }
+
+/* conv2d_resized_forward: the resize written straight into the few-channel path's planar
+   rows gives the bits of resize then conv2d_forward (up and down, both alignments, 2 to 8
+   channels, 3x3 and 5x5, with and without bias, maps large enough for 2 threads); a
+   convolution off that path is refused by name */
+Test(conv2d, resized_forward_is_resize_then_conv)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 77);
+    nad_workspace *ws = nad_workspace_new(0);
+    typedef struct { int n, h, w, c, k, pad, ho, wo, bias; } rcfg;
+    const rcfg cs[] = {
+        {2, 13, 11, 4, 3, 1, 50, 47, 0}, /* the head: K -> K 3x3 after a ~4x upsampling */
+        {2, 50, 50, 4, 3, 1, 200, 200, 0},
+        {1, 9, 12, 2, 3, 1, 20, 30, 1},
+        {2, 16, 16, 6, 5, 2, 10, 9, 1},  /* downsampling, 5x5 */
+        {1, 7, 8, 8, 3, 1, 33, 17, 1},
+    };
+    int32_t nt = nad_get_num_threads();
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        for (int ac = 0; ac < 2; ac++)
+            for (int threads = 1; threads <= 2; threads++) {
+                const rcfg *c = &cs[i];
+                nad_set_num_threads(threads);
+                nad_tensor *x = tc_rand(&rng, TC_SIZES(c->n, c->h, c->w, c->c));
+                nad_tensor *w = tc_rand(&rng, TC_SIZES(c->c, c->k, c->k, c->c));
+                nad_tensor *b = c->bias ? tc_rand(&rng, TC_SIZES(c->c)) : NULL;
+                nad_tensor *up = tc_empty(), *want = tc_empty(), *got = tc_empty();
+                nad_conv2d_params p = {1, c->pad, 1, 1};
+                cr_assert_eq(nad_resize_bilinear_forward(c->ho, c->wo, ac, x, up), 0, "%s", nad_last_error());
+                cr_assert_eq(nad_conv2d_forward(ws, &p, up, w, b, want), 0, "%s", nad_last_error());
+                cr_assert_eq(nad_conv2d_resized_forward(ws, &p, ac, x, c->ho, c->wo, w, b, got), 0, "%s",
+                             nad_last_error());
+                cr_assert(tc_close(got, want, 0, 0), "case %zu ac %d threads %d", i, ac, threads);
+                nad_tensor *ts[] = {x, w, up, want, got};
+                for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) nad_tensor_free(ts[j]);
+                if (b) nad_tensor_free(b);
+            }
+    nad_set_num_threads(nt);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(1, 4, 4, 16)), *w = tc_rand(&rng, TC_SIZES(16, 3, 3, 16));
+    nad_tensor *y = tc_empty();
+    nad_conv2d_params p = {1, 1, 1, 1};
+    cr_assert_eq(nad_conv2d_resized_forward(ws, &p, 1, x, 8, 8, w, NULL, y), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "conv2d_resized_forward: 16 -> 16 channels, stride 1, groups 1: "
+                                       "not the few-channel path (at most 8 channels, stride 1, groups "
+                                       "1); resize, then conv2d_forward");
+    cr_assert_eq(nad_conv2d_resized_forward(ws, &p, 1, x, 0, 8, w, NULL, y), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "conv2d_resized_forward: output size 0x8 must be at least 1x1");
+    nad_tensor_free(x);
+    nad_tensor_free(w);
+    nad_tensor_free(y);
+    nad_workspace_free(ws);
+}

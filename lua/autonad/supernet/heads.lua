@@ -9,6 +9,8 @@ local layers = require 'autonad.supernet.layers'
 local Mfam = require 'autonad.supernet.mfam'
 local buffers = require 'autonad.supernet.buffers'
 local C, check = core.C, core.check
+local workspace = require('autonad.workspace').default
+local FUSED = os.getenv('AUTONAD_FUSED') ~= '0' -- as in block.lua
 
 local M = {}
 
@@ -27,6 +29,7 @@ end
 --- The memory plan (mfam.lua's Mfam:bind): the head's gradients take the decoder chain's
 --- keys A and B; without gradients its resized logits come from pool inf.
 function Seg:bind(grad_enabled, inf, grad)
+    self.grad_enabled = grad_enabled
     self.out_conv.dx, self.dup = grad:get('A'), grad:get('B')
     local act = grad_enabled and self.own or inf
     self.up, self.out_conv.y = act:get('head.up'), act:get('head.logits')
@@ -44,10 +47,19 @@ function Seg:forward(f, input_hw)
     return self:upsample_step(input_hw[1], input_hw[2])
 end
 
---- The MFAM's logits (self.l4) resized to h x w, then the final 3x3 conv.
+--- The MFAM's logits (self.l4) resized to h x w, then the final 3x3 conv. Without gradients
+--- (and for at most NAD_CONV2D_SMALL_MAX_C classes) in one operator that never stores the
+--- resized map (the same bits); AUTONAD_FUSED=0 runs the two, for A/B timing.
 function Seg:upsample_step(h, w)
+    local conv = self.out_conv
+    if FUSED and not self.grad_enabled and self.k <= C.NAD_CONV2D_SMALL_MAX_C then
+        local v = conv.v
+        check(C.nad_conv2d_resized_forward(workspace, conv.params, 1, self.l4, h, w, v.w.value,
+            v.b and v.b.value, conv.y))
+        return conv.y
+    end
     check(C.nad_resize_bilinear_forward(h, w, 1, self.l4, self.up))
-    return self.out_conv:forward(self.up)
+    return conv:forward(self.up)
 end
 
 function Seg:backward(f, dlogits)
