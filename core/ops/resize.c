@@ -61,30 +61,34 @@ static col_tap *col_taps(float sw, int64_t wo, int64_t w, int32_t align_corners)
     return cols;
 }
 
-/* t = one source row x interpolated along W: t[ow][k] = b0 x[w0][k] + b1 x[w1][k]. Inlined
-   with c a constant for the few-channel maps (the head's K classes) so that the inner loop
-   becomes straight vector code. */
+/* t = one source row x interpolated along W: t[ow * so + k * sk] = b0 x[w0][k] + b1 x[w1][k]
+   (so = c, sk = 1: a row of pixels; so = 1, sk = wo: one plane per channel). Inlined with c a
+   constant for the few-channel maps (the head's K classes) so that the inner loop becomes
+   straight vector code. */
 static inline __attribute__((always_inline)) void
-hrow_c(const float *x, const col_tap *cols, int64_t wo, int64_t c, float *restrict t)
+hrow_c(const float *x, const col_tap *cols, int64_t wo, int64_t c, int64_t so, int64_t sk,
+       float *restrict t)
 {
     for (int64_t ow = 0; ow < wo; ow++) {
         const float *p0 = x + cols[ow].w0 * c, *p1 = x + cols[ow].w1 * c;
         const float b0 = cols[ow].b0, b1 = cols[ow].b1;
-        for (int64_t k = 0; k < c; k++) t[ow * c + k] = b0 * p0[k] + b1 * p1[k];
+        for (int64_t k = 0; k < c; k++) t[ow * so + k * sk] = b0 * p0[k] + b1 * p1[k];
     }
 }
 
+/* the row in pixel order, or with `planar` one plane per channel */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-hrow(const float *x, const col_tap *cols, int64_t wo, int64_t c, float *restrict t)
+hrow(const float *x, const col_tap *cols, int64_t wo, int64_t c, bool planar, float *restrict t)
 {
+    const int64_t so = planar ? 1 : c, sk = planar ? wo : 1;
     switch (c) {
-    case 1: hrow_c(x, cols, wo, 1, t); break;
-    case 2: hrow_c(x, cols, wo, 2, t); break;
-    case 3: hrow_c(x, cols, wo, 3, t); break;
-    case 4: hrow_c(x, cols, wo, 4, t); break;
-    case 8: hrow_c(x, cols, wo, 8, t); break;
-    case 16: hrow_c(x, cols, wo, 16, t); break;
-    default: hrow_c(x, cols, wo, c, t);
+    case 1: hrow_c(x, cols, wo, 1, so, sk, t); break;
+    case 2: hrow_c(x, cols, wo, 2, so, sk, t); break;
+    case 3: hrow_c(x, cols, wo, 3, so, sk, t); break;
+    case 4: hrow_c(x, cols, wo, 4, so, sk, t); break;
+    case 8: hrow_c(x, cols, wo, 8, so, sk, t); break;
+    case 16: hrow_c(x, cols, wo, 16, so, sk, t); break;
+    default: hrow_c(x, cols, wo, c, so, sk, t);
     }
 }
 
@@ -183,7 +187,7 @@ static int resize_rows(const char *fn, int32_t align_corners, int n, source *src
                         int slot = hd[0] == s ? 0 : hd[1] == s ? 1 : -1;
                         if (slot < 0) { /* make it in the slot the other tap does not need */
                             slot = hd[0] == b * q->H + h[1 - j] ? 1 : 0;
-                            hrow(q->x + s * q->W * C, q->cols, Wo, C, t[slot]);
+                            hrow(q->x + s * q->W * C, q->cols, Wo, C, false, t[slot]);
                             hd[slot] = s;
                         }
                         u[j] = t[slot];
@@ -253,17 +257,6 @@ int nad_resize_bilinear_accumulate(int32_t align_corners, const nad_tensor *x, n
 
 /* ---- the head's resize written as its few-channel conv's planar input (conv2d_small.c) ---- */
 
-/* t[c][ow] = source row x [W][C] interpolated along W (transposed: one plane per channel) */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-hrow_planar(const float *x, const col_tap *cols, int64_t wo, int64_t c, float *restrict t)
-{
-    for (int64_t ow = 0; ow < wo; ow++) {
-        const float *p0 = x + cols[ow].w0 * c, *p1 = x + cols[ow].w1 * c;
-        const float b0 = cols[ow].b0, b1 = cols[ow].b1;
-        for (int64_t k = 0; k < c; k++) t[k * wo + ow] = b0 * p0[k] + b1 * p1[k];
-    }
-}
-
 /* planar row o[c][wpl] = pad zeros, a0 t0 + a1 t1 (wo values), zeros to wpl */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 vrow_planar(const float *t0, const float *t1, float a0, float a1, int64_t wo, int64_t c,
@@ -310,7 +303,7 @@ void nad_resize_planar_rows(const float *x, int64_t h, int64_t w, int64_t c, int
             int slot = held[0] == s ? 0 : held[1] == s ? 1 : -1;
             if (slot < 0) { /* in the slot the other tap does not need */
                 slot = held[0] == n * h + src[1 - j] ? 1 : 0;
-                hrow_planar(x + s * w * c, cols, wo, c, tt[slot]);
+                hrow(x + s * w * c, cols, wo, c, true, tt[slot]);
                 held[slot] = s;
             }
             u[j] = tt[slot];
