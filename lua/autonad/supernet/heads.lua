@@ -48,11 +48,12 @@ function Seg:forward(f, input_hw)
 end
 
 --- The MFAM's logits (self.l4) resized to h x w, then the final 3x3 conv. Without gradients
---- (and for at most NAD_CONV2D_SMALL_MAX_C classes) in one operator that never stores the
---- resized map (the same bits); AUTONAD_FUSED=0 runs the two, for A/B timing.
+--- (and for 2 to NAD_CONV2D_SMALL_MAX_C classes: the conv's few-channel path; one class is a
+--- depthwise conv) in one operator that never stores the resized map (the same bits);
+--- AUTONAD_FUSED=0 runs the two, for A/B timing.
 function Seg:upsample_step(h, w)
     local conv = self.out_conv
-    if FUSED and not self.grad_enabled and self.k <= C.NAD_CONV2D_SMALL_MAX_C then
+    if FUSED and not self.grad_enabled and self.k >= 2 and self.k <= C.NAD_CONV2D_SMALL_MAX_C then
         local v = conv.v
         check(C.nad_conv2d_resized_forward(workspace, conv.params, 1, self.l4, h, w, v.w.value,
             v.b and v.b.value, conv.y))
