@@ -167,9 +167,9 @@ int nad_conv2d_gelu_forward(nad_workspace *ws, const nad_conv2d_params *p, const
                             nad_tensor *act);
 /* y = conv(resize_bilinear(x to out_h x out_w, align_corners)) for inference, the resized map
    never stored (written straight into the kernel's own layout): the same bits as
-   nad_resize_bilinear_forward then nad_conv2d_forward. Only for convolutions of at most
+   nad_resize_bilinear_forward then nad_conv2d_forward. Only for convolutions of 2 to
    NAD_CONV2D_SMALL_MAX_C input and output channels, stride 1, groups 1 (the segmentation
-   head's K -> K conv); others are refused (EINVAL). */
+   head's K -> K conv; one channel is a depthwise conv); others are refused (EINVAL). */
 enum { NAD_CONV2D_SMALL_MAX_C = 8 };
 int nad_conv2d_resized_forward(nad_workspace *ws, const nad_conv2d_params *p,
                                int32_t align_corners, const nad_tensor *x, int32_t out_h,

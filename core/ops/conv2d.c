@@ -536,7 +536,7 @@ int nad_conv2d_resized_forward(nad_workspace *ws, const nad_conv2d_params *p,
     if ((rc = check_geom(fn, p, &up, w, &g))) return rc;
     if (g.path != PATH_SMALL)
         return nad_fail(NAD_EINVAL, "%s: %lld -> %lld channels, stride %d, groups %d: not the "
-                                    "few-channel path (at most %d channels, stride 1, groups 1); "
+                                    "few-channel path (2 to %d channels, stride 1, groups 1); "
                                     "resize, then conv2d_forward", fn, (long long)g.ci,
                         (long long)g.co, p->stride, p->groups, (int)SMALL_MAX_C);
     if (b && (rc = check_vec(fn, "b", b, g.co))) return rc;

@@ -636,8 +636,8 @@ Test(conv2d, resized_forward_is_resize_then_conv)
     nad_conv2d_params p = {1, 1, 1, 1};
     cr_assert_eq(nad_conv2d_resized_forward(ws, &p, 1, x, 8, 8, w, NULL, y), NAD_EINVAL);
     cr_assert_str_eq(nad_last_error(), "conv2d_resized_forward: 16 -> 16 channels, stride 1, groups 1: "
-                                       "not the few-channel path (at most 8 channels, stride 1, groups "
-                                       "1); resize, then conv2d_forward");
+                                       "not the few-channel path (2 to 8 channels, stride 1, groups 1); "
+                                       "resize, then conv2d_forward");
     cr_assert_eq(nad_conv2d_resized_forward(ws, &p, 1, x, 0, 8, w, NULL, y), NAD_EINVAL);
     cr_assert_str_eq(nad_last_error(), "conv2d_resized_forward: output size 0x8 must be at least 1x1");
     nad_tensor_free(x);

@@ -227,6 +227,24 @@ end
 -- between blocks and decoder steps; the logits must not change by a bit. Switching back on
 -- must give the gradients of a net that never switched (the shared gradient pools hold no
 -- state between steps), and a backward after a forward without gradients is refused.
+-- Without gradients the head's resize and final conv are one operator for 2-8 classes (the
+-- few-channel path); one class (a depthwise conv) and 9 run the two operators: the logits are
+-- those of the forward with gradients in every case.
+function tests.head_without_gradients_any_class_count()
+    local rng = autonad.rng(22)
+    local x = input(2, 40, 36, 1, 6)
+    for _, k in ipairs({ 1, 2, 8, 9 }) do
+        local a = arch.sample(space, rng)
+        local ref, net = make('seg', k), make('seg', k)
+        ref:set_arch(a); net:set_arch(a)
+        local want = ref:forward(x):clone()
+        net:set_grad_enabled(false)
+        local got = net:forward(x)
+        T.eq(got:size(4), k, k .. ' classes')
+        T.all_near(got, want, 0, k .. ' classes: logits without gradients')
+    end
+end
+
 function tests.gradients_off_same_logits_and_gradients_after()
     local rng = autonad.rng(21)
     local archs = {}
