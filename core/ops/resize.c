@@ -92,6 +92,21 @@ hrow(const float *x, const col_tap *cols, int64_t wo, int64_t c, bool planar, fl
     }
 }
 
+/* Source row s interpolated along W (row xs of the source map), from whichever of a thread's
+   two rows t holds it, else made into the slot that does not hold `other` (the output row's
+   other tap); held: the source row each t holds. */
+static const float *source_row(int64_t s, int64_t other, const float *xs, const col_tap *cols,
+                               int64_t wo, int64_t c, bool planar, int64_t held[2], float *t[2])
+{
+    int slot = held[0] == s ? 0 : held[1] == s ? 1 : -1;
+    if (slot < 0) {
+        slot = held[0] == other ? 1 : 0;
+        hrow(xs, cols, wo, c, planar, t[slot]);
+        held[slot] = s;
+    }
+    return t[slot];
+}
+
 /* y row = a0 t0 + a1 t1 (added to y's row when `accumulate`); ys: y's pixel stride */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 vrow(const float *t0, const float *t1, float a0, float a1, int64_t wo, int64_t c, int64_t ys,
@@ -183,14 +198,9 @@ static int resize_rows(const char *fn, int32_t align_corners, int n, source *src
                     taps(q->sh, oh, q->H, align_corners, &h[0], &h[1], &a0, &a1);
                     const float *u[2];
                     for (int j = 0; j < 2; j++) {
-                        int64_t s = b * q->H + h[j];
-                        int slot = hd[0] == s ? 0 : hd[1] == s ? 1 : -1;
-                        if (slot < 0) { /* make it in the slot the other tap does not need */
-                            slot = hd[0] == b * q->H + h[1 - j] ? 1 : 0;
-                            hrow(q->x + s * q->W * C, q->cols, Wo, C, false, t[slot]);
-                            hd[slot] = s;
-                        }
-                        u[j] = t[slot];
+                        const int64_t sr = b * q->H + h[j];
+                        u[j] = source_row(sr, b * q->H + h[1 - j], q->x + sr * q->W * C, q->cols,
+                                          Wo, C, false, hd, t);
                     }
                     vrow(u[0], u[1], a0, a1, Wo, C, ys, accumulate || i > 0, yd + r * Wo * ys);
                 }
@@ -299,14 +309,8 @@ void nad_resize_planar_rows(const float *x, int64_t h, int64_t w, int64_t c, int
         taps(sh, oh, h, align_corners, &src[0], &src[1], &a0, &a1);
         const float *u[2];
         for (int j = 0; j < 2; j++) {
-            int64_t s = n * h + src[j];
-            int slot = held[0] == s ? 0 : held[1] == s ? 1 : -1;
-            if (slot < 0) { /* in the slot the other tap does not need */
-                slot = held[0] == n * h + src[1 - j] ? 1 : 0;
-                hrow(x + s * w * c, cols, wo, c, true, tt[slot]);
-                held[slot] = s;
-            }
-            u[j] = tt[slot];
+            const int64_t sr = n * h + src[j];
+            u[j] = source_row(sr, n * h + src[1 - j], x + sr * w * c, cols, wo, c, true, held, tt);
         }
         vrow_planar(u[0], u[1], a0, a1, wo, c, pad, wpl, o);
     }
