@@ -15,6 +15,17 @@ void nad_dw_pack_taps(const geom *g, const nad_tensor *w, float *wt)
                 wt[(kh * g->k + kw) * g->co + c] = src[w_off(w, c, kh, kw, 0)];
 }
 
+/* Asks for a whole map row (into L2) one output row ahead. On whole maps (training's batch
+   of 8) each output row first reads a new input row, C floats a pixel in strides the hardware
+   prefetcher follows too late: one core then drew 8 GB/s and the forward took 3x a plain
+   copy's time (8x50x50x128: 3.2 -> 2.3-2.5 ms with this). Inside the Mix-FFN bands the rows
+   are in cache already and this costs nothing measurable. (The same in the backward rows
+   measured no faster.) */
+static inline void prefetch_row(const float *row, int64_t floats)
+{
+    for (int64_t i = 0; i < floats; i += 16) __builtin_prefetch(row + i, 0, 2);
+}
+
 /* Output pixel wo of row q, channels from cb0 on: its sum over the taps inside the map, in
    (kh, kw) order, kept in a register per channel vector and stored once. */
 static inline __attribute__((always_inline)) void
@@ -88,6 +99,9 @@ nad_dw_forward_row(const geom *g, const float *x, const float *wt, const float *
     const int64_t row0 = (n * g->h + ho * g->s - g->pad) * g->w;
     int64_t kh0, kh1, wo = 0;
     taps_inside(g, ho, g->h, &kh0, &kh1);
+    /* the input row the next output row reads first (its last tap row) */
+    const int64_t next = ho * g->s - g->pad + (g->k - 1) * g->d + g->s;
+    if (next < g->h) prefetch_row(x + (n * g->h + next) * g->w * c, g->w * c);
     if (g->k == 3 && g->s == 1 && g->d == 1 && c >= VL) {
         /* outputs whose three columns lie inside: pad <= wo <= w - 3 + pad */
         const int64_t lo = g->pad < g->wo ? g->pad : g->wo;
