@@ -26,9 +26,8 @@ static int check_params(const char *fn, const nad_conv2d_params *p)
     return 0;
 }
 
-/* Checks p, x and w and fills g (shapes, output size, path). */
-static int check_geom(const char *fn, const nad_conv2d_params *p, const nad_tensor *x,
-                      const nad_tensor *w, geom *g)
+int nad_conv_geom(const char *fn, const nad_conv2d_params *p, const nad_tensor *x,
+                  const nad_tensor *w, geom *g)
 {
     int rc = check_params(fn, p);
     if (rc || (rc = nad_check_contig(fn, "x", x)) || (rc = nad_check_ndim(fn, "x", x, 4)) ||
@@ -80,7 +79,7 @@ static int check_geom(const char *fn, const nad_conv2d_params *p, const nad_tens
     return 0;
 }
 
-static int check_vec(const char *fn, const char *name, const nad_tensor *v, int64_t n)
+int nad_conv_check_vec(const char *fn, const char *name, const nad_tensor *v, int64_t n)
 {
     int rc = nad_check_ndim(fn, name, v, 1);
     if (rc) return rc;
@@ -129,7 +128,7 @@ static void add_rows(const geom *g, const float *src, nad_tensor *w)
 
 /* ---- workspace carving: one block, float offsets rounded to 64 bytes ---- */
 
-static size_t carve(size_t *used, int64_t floats)
+size_t nad_conv_carve(size_t *used, int64_t floats)
 {
     size_t at = *used;
     *used += ((size_t)floats + 15) & ~(size_t)15;
@@ -377,9 +376,9 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
                         nad_tensor *y, nad_tensor *act)
 {
     geom g;
-    int rc = check_geom(fn, p, x, w, &g);
+    int rc = nad_conv_geom(fn, p, x, w, &g);
     if (rc) return rc;
-    if (b && (rc = check_vec(fn, "b", b, g.co))) return rc;
+    if (b && (rc = nad_conv_check_vec(fn, "b", b, g.co))) return rc;
     if (y && (rc = nad_check_tensor(fn, "y", y))) return rc;
     if (act && (rc = nad_check_tensor(fn, "act", act))) return rc;
     if (y && (nad_tensor_same_storage(x, y) || nad_tensor_same_storage(w, y)))
@@ -392,15 +391,15 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     const bool direct = g.path == PATH_DEPTHWISE || g.path == PATH_GROUPED || g.path == PATH_SMALL;
     int64_t ldw = direct ? 0 : row_ld(w, &g);
     size_t used = 0, o_w = 0, o_b = 0, o_cols = 0;
-    if (g.path == PATH_DEPTHWISE) o_w = carve(&used, g.kk * g.co);
-    else if (g.path == PATH_GROUPED || g.path == PATH_SMALL) o_w = carve(&used, g.kk * g.cig * g.co);
-    else if (!ldw) o_w = carve(&used, g.co * g.kcg);
-    o_b = carve(&used, g.co);
+    if (g.path == PATH_DEPTHWISE) o_w = nad_conv_carve(&used, g.kk * g.co);
+    else if (g.path == PATH_GROUPED || g.path == PATH_SMALL) o_w = nad_conv_carve(&used, g.kk * g.cig * g.co);
+    else if (!ldw) o_w = nad_conv_carve(&used, g.co * g.kcg);
+    o_b = nad_conv_carve(&used, g.co);
     bool implicit = implicit_ok(&g);
-    if (implicit) o_cols = carve(&used, padded_floats(&g));
-    else if (g.path == PATH_GEMM) o_cols = carve(&used, g.chunk * g.wo * g.kk * g.ci);
-    if (g.path == PATH_GROUPED) o_cols = carve(&used, g.h * g.w * g.cig * g.co);
-    if (g.path == PATH_SMALL) o_cols = carve(&used, nad_sm_input_floats(&g));
+    if (implicit) o_cols = nad_conv_carve(&used, padded_floats(&g));
+    else if (g.path == PATH_GEMM) o_cols = nad_conv_carve(&used, g.chunk * g.wo * g.kk * g.ci);
+    if (g.path == PATH_GROUPED) o_cols = nad_conv_carve(&used, g.h * g.w * g.cig * g.co);
+    if (g.path == PATH_SMALL) o_cols = nad_conv_carve(&used, nad_sm_input_floats(&g));
     float *base = nad_workspace_get(ws, used * sizeof(float));
     if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
     int64_t ysz[4] = {g.n, g.ho, g.wo, g.co};
@@ -507,78 +506,6 @@ int nad_conv2d_gelu_forward(nad_workspace *ws, const nad_conv2d_params *p, const
     return conv_forward("conv2d_gelu_forward", ws, p, x, w, b, y, act);
 }
 
-/* y = conv(resize(x to out_h x out_w)) for a convolution on the few-channel path (the
-   segmentation head's K -> K 3x3 after its upsampling): the resized map is written straight
-   into the conv's planar rows, never stored as a map of its own (one write and two reads of
-   a full-resolution map fewer). The same bits as nad_resize_bilinear_forward then
-   nad_conv2d_forward. */
-int nad_conv2d_resized_forward(nad_workspace *ws, const nad_conv2d_params *p,
-                               int32_t align_corners, const nad_tensor *x, int32_t out_h,
-                               int32_t out_w, const nad_tensor *w, const nad_tensor *b,
-                               nad_tensor *y)
-{
-    const char *fn = "conv2d_resized_forward";
-    int rc = nad_check_tensor(fn, "x", x);
-    if (rc || (rc = nad_check_ndim(fn, "x", x, 4)) || (rc = nad_check_contig(fn, "x", x)) ||
-        (rc = nad_check_tensor(fn, "w", w)) || (rc = nad_check_tensor(fn, "y", y)))
-        return rc;
-    if (out_h < 1 || out_w < 1)
-        return nad_fail(NAD_EINVAL, "%s: output size %dx%d must be at least 1x1", fn, out_h,
-                        out_w);
-    const int64_t H = x->size[1], W = x->size[2], C = x->size[3];
-    if (H < 1 || W < 1)
-        return nad_fail(NAD_EINVAL, "%s: x has an empty %lldx%lld map", fn, (long long)H,
-                        (long long)W);
-    nad_tensor up = *x; /* the resized map's shape: the convolution's input, never stored */
-    up.size[1] = out_h, up.size[2] = out_w;
-    up.stride[2] = C, up.stride[1] = out_w * C, up.stride[0] = out_h * up.stride[1];
-    geom g;
-    if ((rc = check_geom(fn, p, &up, w, &g))) return rc;
-    if (g.path != PATH_SMALL)
-        return nad_fail(NAD_EINVAL, "%s: %lld -> %lld channels, stride %d, groups %d: not the "
-                                    "few-channel path (2 to %d channels, stride 1, groups 1); "
-                                    "resize, then conv2d_forward", fn, (long long)g.ci,
-                        (long long)g.co, p->stride, p->groups, (int)SMALL_MAX_C);
-    if (b && (rc = check_vec(fn, "b", b, g.co))) return rc;
-    if (nad_tensor_same_storage(x, y) || nad_tensor_same_storage(w, y))
-        return nad_fail(NAD_EINVAL, "%s: y must not share storage with x or w", fn);
-    const int threads = omp_get_max_threads();
-    size_t used = 0;
-    const size_t o_w = carve(&used, g.kk * g.cig * g.co), o_b = carve(&used, g.co);
-    const size_t o_cols = carve(&used, nad_sm_input_floats(&g));
-    const size_t o_t = carve(&used, threads * 2 * C * g.w);
-    float *base = nad_workspace_get(ws, used * sizeof(float));
-    if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
-    int64_t ysz[4] = {g.n, g.ho, g.wo, g.co};
-    if ((rc = nad_tensor_resize(y, 4, ysz)) || (rc = nad_check_contig(fn, "y", y))) return rc;
-    if (g.rows == 0) return 0;
-    col_tap *cols = nad_resize_planar_taps(W, out_w, align_corners);
-    if (!cols) return nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
-    float *bias = NULL, *wp = base + o_w, *xp = base + o_cols, *yd = nad_data(y);
-    if (b) {
-        bias = base + o_b;
-        for (int64_t c = 0; c < g.co; c++) bias[c] = nad_data(b)[c * b->stride[0]];
-    }
-    nad_sm_pack_weights(&g, w, false, wp);
-    const float *xd = nad_data(x);
-    const int64_t hp = g.h + 2 * g.pad, wpl = nad_sm_plane_width(&g), nr = g.n * hp;
-    #pragma omp parallel num_threads(threads) if (g.rows * g.kk * g.ci * g.co > NAD_PAR_FMAS / 4)
-    {
-        /* planar rows in contiguous ranges (each thread reuses its source rows), then the
-           output rows once all are made */
-        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        const int64_t per = (nr + nt - 1) / nt, r0 = id * per, r1 = r0 + per < nr ? r0 + per : nr;
-        if (r0 < r1)
-            nad_resize_planar_rows(xd, H, W, C, out_h, out_w, align_corners, cols, g.pad, wpl, r0,
-                                   r1, base + o_t + id * 2 * C * g.w, xp);
-        #pragma omp barrier
-        #pragma omp for schedule(static)
-        for (int64_t q = 0; q < g.n * g.ho; q++) nad_sm_forward_row(&g, xp, wp, bias, q, yd);
-    }
-    free(cols);
-    return 0;
-}
-
 /* ---- backward ---- */
 
 /* The few-channel path's dx (a convolution of dy with the flipped weights, written) and dw
@@ -644,7 +571,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
 {
     const char *fn = "conv2d_backward";
     geom g;
-    int rc = check_geom(fn, p, x, w, &g);
+    int rc = nad_conv_geom(fn, p, x, w, &g);
     if (rc || (rc = nad_check_contig(fn, "dy", dy))) return rc;
     if (dy->ndim != 4 || dy->size[0] != g.n || dy->size[1] != g.ho || dy->size[2] != g.wo ||
         dy->size[3] != g.co) {
@@ -654,7 +581,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
                         (long long)g.wo, (long long)g.co);
     }
     if (dw && (rc = nad_check_same_shape(fn, "dw", dw, "w", w))) return rc;
-    if (db && (rc = check_vec(fn, "db", db, g.co))) return rc;
+    if (db && (rc = nad_conv_check_vec(fn, "db", db, g.co))) return rc;
     if (dx && (nad_tensor_same_storage(dx, x) || nad_tensor_same_storage(dx, dy) ||
                nad_tensor_same_storage(dx, w)))
         return nad_fail(NAD_EINVAL, "%s: dx must not share storage with x, w or dy", fn);
@@ -664,37 +591,37 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
     size_t used = 0, o_w = 0, o_dw = 0, o_db = 0, o_cols = 0, o_wt = 0, o_pad = 0, o_dyp = 0;
     bool implicit_dx = dx && implicit_dx_ok(&g);
     if (g.path == PATH_DEPTHWISE) {
-        if (dx) o_w = carve(&used, g.kk * g.co);
-        if (dw) o_dw = carve(&used, nparts * g.kk * g.co);
-        if (db) o_db = carve(&used, nparts * g.co);
+        if (dx) o_w = nad_conv_carve(&used, g.kk * g.co);
+        if (dw) o_dw = nad_conv_carve(&used, nparts * g.kk * g.co);
+        if (db) o_db = nad_conv_carve(&used, nparts * g.co);
     } else if (g.path == PATH_GROUPED) {
         const int64_t cg = g.cig * g.co;
-        if (dx) o_w = carve(&used, g.kk * cg + nparts * cg); /* wg, then one t[] per thread */
-        if (dw) o_dw = carve(&used, nparts * g.kk * cg);
-        if (dw) o_cols = carve(&used, g.h * g.w * cg);
-        if (db) o_db = carve(&used, nparts * g.co);
+        if (dx) o_w = nad_conv_carve(&used, g.kk * cg + nparts * cg); /* wg, then one t[] per thread */
+        if (dw) o_dw = nad_conv_carve(&used, nparts * g.kk * cg);
+        if (dw) o_cols = nad_conv_carve(&used, g.h * g.w * cg);
+        if (db) o_db = nad_conv_carve(&used, nparts * g.co);
     } else if (g.path == PATH_SMALL) {
         if (dx) {
             geom tg = transposed_geom(&g);
-            o_w = carve(&used, g.kk * g.ci * g.co);
-            o_pad = carve(&used, nad_sm_input_floats(&tg)); /* dy, planar and padded */
+            o_w = nad_conv_carve(&used, g.kk * g.ci * g.co);
+            o_pad = nad_conv_carve(&used, nad_sm_input_floats(&tg)); /* dy, planar and padded */
         }
         if (dw) {
-            o_cols = carve(&used, nad_sm_input_floats(&g));                /* x, planar */
-            o_dyp = carve(&used, g.n * g.ho * g.co * nad_sm_dy_width(&g)); /* dy, planar */
-            o_dw = carve(&used, nparts * g.co * g.kk * g.ci * VL);
+            o_cols = nad_conv_carve(&used, nad_sm_input_floats(&g));                /* x, planar */
+            o_dyp = nad_conv_carve(&used, g.n * g.ho * g.co * nad_sm_dy_width(&g)); /* dy, planar */
+            o_dw = nad_conv_carve(&used, nparts * g.co * g.kk * g.ci * VL);
         }
-        if (db) o_db = carve(&used, nparts * g.co);
+        if (db) o_db = nad_conv_carve(&used, nparts * g.co);
     } else {
-        if (dx && !(ldw = row_ld(w, &g))) o_w = carve(&used, g.co * g.kcg);
-        if (dw && !(lddw = row_ld(dw, &g))) o_dw = carve(&used, g.co * g.kcg);
-        if (db) o_db = carve(&used, nparts * g.co);
+        if (dx && !(ldw = row_ld(w, &g))) o_w = nad_conv_carve(&used, g.co * g.kcg);
+        if (dw && !(lddw = row_ld(dw, &g))) o_dw = nad_conv_carve(&used, g.co * g.kcg);
+        if (db) o_db = nad_conv_carve(&used, nparts * g.co);
         if (g.path == PATH_GEMM && (dw || (dx && !implicit_dx)))
-            o_cols = carve(&used, g.chunk * g.wo * g.kk * g.ci);
+            o_cols = nad_conv_carve(&used, g.chunk * g.wo * g.kk * g.ci);
         if (dx && implicit_dx) {
             geom t = transposed_geom(&g);
-            o_wt = carve(&used, g.kk * g.co * g.ci);
-            o_pad = carve(&used, padded_floats(&t));
+            o_wt = nad_conv_carve(&used, g.kk * g.co * g.ci);
+            o_pad = nad_conv_carve(&used, padded_floats(&t));
         }
     }
     float *base = nad_workspace_get(ws, (used ? used : 16) * sizeof(float));

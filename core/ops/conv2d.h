@@ -30,6 +30,14 @@ typedef float vec_u __attribute__((vector_size(VL * sizeof(float)), aligned(4), 
 static inline __attribute__((always_inline)) vec ld(const float *p) { return *(const vec_u *)p; }
 static inline __attribute__((always_inline)) void st(float *p, vec v) { *(vec_u *)p = v; }
 
+/* conv2d.c's argument checks and workspace carving, shared with the fused entry points:
+   nad_conv_geom checks p, x and w and fills g (shapes, output size, path); a vector of n
+   elements (the bias); the float offset of a block of `floats` in a workspace of *used. */
+int nad_conv_geom(const char *fn, const nad_conv2d_params *p, const nad_tensor *x,
+                  const nad_tensor *w, geom *g);
+int nad_conv_check_vec(const char *fn, const char *name, const nad_tensor *v, int64_t n);
+size_t nad_conv_carve(size_t *used, int64_t floats);
+
 /* offset of w[o, kh, kw, c] for any weight view */
 static inline int64_t w_off(const nad_tensor *w, int64_t o, int64_t kh, int64_t kw, int64_t c)
 {

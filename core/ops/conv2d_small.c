@@ -5,8 +5,12 @@
    a row are one vector: the maps are first copied into planar rows p[n][row][c][wpl] (zero
    borders), so one channel's 16 pixels under a tap are one unaligned load, multiplied by a
    broadcast weight into Co register accumulators. dx is the same kernel run on dy with the
-   flipped, transposed weights (a stride-1 convolution's dx is a convolution of dy). */
+   flipped, transposed weights (a stride-1 convolution's dx is a convolution of dy).
+   nad_conv2d_resized_forward (inference's head) fills the planar rows from a bilinear resize
+   directly (resize.c's nad_resize_planar_rows). */
 #include "conv2d.h"
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 bool nad_sm_ok(const geom *g)
@@ -141,4 +145,77 @@ nad_sm_dw_row(const geom *g, const float *xp, const float *dyp, int64_t q, float
     case 7: dw_row(g, xp, dyp, q, a, 7); break;
     default: dw_row(g, xp, dyp, q, a, SMALL_MAX_C); break;
     }
+}
+
+/* y = conv(resize(x to out_h x out_w)) for a convolution on the few-channel path (the
+   segmentation head's K -> K 3x3 after its upsampling): the resized map is written straight
+   into the conv's planar rows, never stored as a map of its own (one write and two reads of
+   a full-resolution map fewer). The same bits as nad_resize_bilinear_forward then
+   nad_conv2d_forward. */
+int nad_conv2d_resized_forward(nad_workspace *ws, const nad_conv2d_params *p,
+                               int32_t align_corners, const nad_tensor *x, int32_t out_h,
+                               int32_t out_w, const nad_tensor *w, const nad_tensor *b,
+                               nad_tensor *y)
+{
+    const char *fn = "conv2d_resized_forward";
+    int rc = nad_check_tensor(fn, "x", x);
+    if (rc || (rc = nad_check_ndim(fn, "x", x, 4)) || (rc = nad_check_contig(fn, "x", x)) ||
+        (rc = nad_check_tensor(fn, "w", w)) || (rc = nad_check_tensor(fn, "y", y)))
+        return rc;
+    if (out_h < 1 || out_w < 1)
+        return nad_fail(NAD_EINVAL, "%s: output size %dx%d must be at least 1x1", fn, out_h,
+                        out_w);
+    const int64_t H = x->size[1], W = x->size[2], C = x->size[3];
+    if (H < 1 || W < 1)
+        return nad_fail(NAD_EINVAL, "%s: x has an empty %lldx%lld map", fn, (long long)H,
+                        (long long)W);
+    nad_tensor up = *x; /* the resized map's shape: the convolution's input, never stored */
+    up.size[1] = out_h, up.size[2] = out_w;
+    up.stride[2] = C, up.stride[1] = out_w * C, up.stride[0] = out_h * up.stride[1];
+    geom g;
+    if ((rc = nad_conv_geom(fn, p, &up, w, &g))) return rc;
+    if (g.path != PATH_SMALL)
+        return nad_fail(NAD_EINVAL, "%s: %lld -> %lld channels, stride %d, groups %d: not the "
+                                    "few-channel path (2 to %d channels, stride 1, groups 1); "
+                                    "resize, then conv2d_forward", fn, (long long)g.ci,
+                        (long long)g.co, p->stride, p->groups, (int)SMALL_MAX_C);
+    if (b && (rc = nad_conv_check_vec(fn, "b", b, g.co))) return rc;
+    if (nad_tensor_same_storage(x, y) || nad_tensor_same_storage(w, y))
+        return nad_fail(NAD_EINVAL, "%s: y must not share storage with x or w", fn);
+    const int threads = omp_get_max_threads();
+    size_t used = 0;
+    const size_t o_w = nad_conv_carve(&used, g.kk * g.cig * g.co);
+    const size_t o_b = nad_conv_carve(&used, g.co);
+    const size_t o_cols = nad_conv_carve(&used, nad_sm_input_floats(&g));
+    const size_t o_t = nad_conv_carve(&used, threads * 2 * C * g.w);
+    float *base = nad_workspace_get(ws, used * sizeof(float));
+    if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
+    int64_t ysz[4] = {g.n, g.ho, g.wo, g.co};
+    if ((rc = nad_tensor_resize(y, 4, ysz)) || (rc = nad_check_contig(fn, "y", y))) return rc;
+    if (g.rows == 0) return 0;
+    col_tap *cols = nad_resize_planar_taps(W, out_w, align_corners);
+    if (!cols) return nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
+    float *bias = NULL, *wp = base + o_w, *xp = base + o_cols, *yd = nad_data(y);
+    if (b) {
+        bias = base + o_b;
+        for (int64_t c = 0; c < g.co; c++) bias[c] = nad_data(b)[c * b->stride[0]];
+    }
+    nad_sm_pack_weights(&g, w, false, wp);
+    const float *xd = nad_data(x);
+    const int64_t hp = g.h + 2 * g.pad, wpl = nad_sm_plane_width(&g), nr = g.n * hp;
+    #pragma omp parallel num_threads(threads) if (g.rows * g.kk * g.ci * g.co > NAD_PAR_FMAS / 4)
+    {
+        /* planar rows in contiguous ranges (each thread reuses its source rows), then the
+           output rows once all are made */
+        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const int64_t per = (nr + nt - 1) / nt, r0 = id * per, r1 = r0 + per < nr ? r0 + per : nr;
+        if (r0 < r1)
+            nad_resize_planar_rows(xd, H, W, C, out_h, out_w, align_corners, cols, g.pad, wpl, r0,
+                                   r1, base + o_t + id * 2 * C * g.w, xp);
+        #pragma omp barrier
+        #pragma omp for schedule(static)
+        for (int64_t q = 0; q < g.n * g.ho; q++) nad_sm_forward_row(&g, xp, wp, bias, q, yd);
+    }
+    free(cols);
+    return 0;
 }

@@ -67,6 +67,16 @@ static void quarters(const int32_t *dirs1, const int32_t *dirs2, const float *qd
 /* pixel w's source column in a row read with column shift dw and edge column edge */
 static inline int64_t col(int64_t w, int64_t dw, int64_t edge) { return w == edge ? w : w - dw; }
 
+/* where quarter qq of pixel w reads its three branches: x1 (shifted q), x2 (shifted k), v */
+static inline __attribute__((always_inline)) void
+branches(const quarter *qs, int32_t qq, int64_t w, const float *vrow, int64_t C,
+         const float **x1, const float **x2, const float **v)
+{
+    *x1 = qs[qq].row1 + col(w, qs[qq].dw1, qs[qq].edge1) * C;
+    *x2 = qs[qq].row2 + col(w, qs[qq].dw2, qs[qq].edge2) * 2 * C;
+    *v = vrow + w * 2 * C + qq * (C / 4);
+}
+
 /* One row of pixels per call (the row kernels' dispatch is per call, and a quarter is only a
    few channels: at C = 32 one call per quarter and pixel took 8 floats each). */
 
@@ -78,9 +88,8 @@ pool_row(const quarter *qs, const float *vrow, int64_t W, int64_t C, float *rest
     const int64_t Q = C / 4;
     for (int64_t w = 0; w < W; w++)
         for (int32_t qq = 0; qq < 4; qq++) {
-            const float *restrict x1 = qs[qq].row1 + col(w, qs[qq].dw1, qs[qq].edge1) * C;
-            const float *restrict x2 = qs[qq].row2 + col(w, qs[qq].dw2, qs[qq].edge2) * 2 * C;
-            const float *restrict v = vrow + w * 2 * C + qq * Q;
+            const float *x1, *x2, *v;
+            branches(qs, qq, w, vrow, C, &x1, &x2, &v);
             float *restrict a = acc + qq * Q;
             for (int64_t j = 0; j < Q; j++) a[j] += (x1[j] + x2[j]) + v[j];
         }
@@ -95,9 +104,8 @@ mix_row(const quarter *qs, const float *vrow, const float *w0, const float *w1, 
     const int64_t Q = C / 4;
     for (int64_t w = 0; w < W; w++)
         for (int32_t qq = 0; qq < 4; qq++) {
-            const float *restrict x1 = qs[qq].row1 + col(w, qs[qq].dw1, qs[qq].edge1) * C;
-            const float *restrict x2 = qs[qq].row2 + col(w, qs[qq].dw2, qs[qq].edge2) * 2 * C;
-            const float *restrict v = vrow + w * 2 * C + qq * Q;
+            const float *x1, *x2, *v;
+            branches(qs, qq, w, vrow, C, &x1, &x2, &v);
             const float *a = w0 + qq * Q, *b = w1 + qq * Q, *c = w2 + qq * Q;
             float *restrict yq = y + w * C + qq * Q;
             for (int64_t j = 0; j < Q; j++) yq[j] = (x1[j] * a[j] + x2[j] * b[j]) + v[j] * c[j];

@@ -10,11 +10,8 @@ local buffers = require 'autonad.supernet.buffers'
 local workspace = require('autonad.workspace').default
 local C, check = core.C, core.check
 
--- Inference (gradients off, not training) runs fused operators: the mixer's residual add in
--- its proj product (nad_linear_forward_acc), the Mix-FFN with its residual add in row bands
--- (mixffn.c), the MLP mixer's split attention in two passes (split_attention.c).
--- AUTONAD_FUSED=0 runs the separate operators instead (for A/B timing).
-local FUSED = os.getenv('AUTONAD_FUSED') ~= '0'
+-- Inference (gradients off, not training) runs fused operators (layers.FUSED).
+local FUSED = layers.FUSED
 
 local Block = class('Block')
 Block.ACT = { 'x1', 'x2', 'act', 'm', 'f', 'mask1', 'mask2' }

@@ -10,7 +10,7 @@ local Mfam = require 'autonad.supernet.mfam'
 local buffers = require 'autonad.supernet.buffers'
 local C, check = core.C, core.check
 local workspace = require('autonad.workspace').default
-local FUSED = os.getenv('AUTONAD_FUSED') ~= '0' -- as in block.lua
+local FUSED = layers.FUSED
 
 local M = {}
 

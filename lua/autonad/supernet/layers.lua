@@ -16,6 +16,13 @@ local init = Params.fill
 
 local M = {}
 
+-- Inference (gradients off) runs fused operators where it can: in the blocks (block.lua) the
+-- mixer's residual add in its proj product (nad_linear_forward_acc), the Mix-FFN with its
+-- residual add in row bands (mixffn.c), the MLP mixer's split attention in two passes
+-- (split_attention.c); in the head the resize inside the final conv (heads.lua).
+-- AUTONAD_FUSED=0 runs the separate operators instead (for A/B timing).
+M.FUSED = os.getenv('AUTONAD_FUSED') ~= '0'
+
 -- views {value, grad, fn} of entry e for view function fn, cached in cache[key]
 local function views(cache, key, e, fn)
     local v = cache[key]
