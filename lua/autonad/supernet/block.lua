@@ -113,8 +113,9 @@ function Block:forward(x, rng)
     local m = self.mixer:forward(a1)
     residual(self, x, m, self.mask1, self.m, self.x1, rng)
     local a2 = self.norm2:forward(self.x1)
-    -- dw3x3 and GELU in one pass; outside training the pre-activation is not stored
-    self.pre_kept = self.training
+    -- dw3x3 and GELU in one pass; the pre-activation is stored for GELU's backward only when
+    -- gradients are on (a backward may follow)
+    self.pre_kept = self.grad_enabled
     self.dw:forward_gelu(self.fc1:forward(a2), self.act, self.pre_kept)
     local f = self.fc2:forward(self.act)
     residual(self, self.x1, f, self.mask2, self.f, self.x2, rng)
