@@ -179,6 +179,17 @@ int nad_conv2d_resized_forward(nad_workspace *ws, const nad_conv2d_params *p,
 int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
                         const nad_tensor *w, const nad_tensor *dy, nad_tensor *dx,
                         nad_tensor *dw, nad_tensor *db);
+/* The backward of act = GELU(conv(x, w) + b) (core/ops/conv2d_gelu_backward.c) for depthwise
+   stride-1 convolutions that keep the map's size (Mix-FFN's dw3x3; others are refused,
+   EINVAL): pre = conv(x, w) + b as nad_conv2d_gelu_forward stored it, dact the gradient at
+   act. dx overwritten (may be dact itself: the pass consumes dact as it goes); dw, db
+   accumulated (either may be NULL). The gradient at pre is made a few rows at a time and never
+   stored. The bits of nad_gelu_backward then nad_conv2d_backward where a map row is a whole
+   number of 16-float vectors (W x C); otherwise GELU's gradient may round a value in a
+   vector's tail 1 ulp differently. */
+int nad_conv2d_gelu_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
+                             const nad_tensor *w, const nad_tensor *pre, const nad_tensor *dact,
+                             nad_tensor *dx, nad_tensor *dw, nad_tensor *db);
 
 /* ---- Mix-FFN for inference (core/ops/mixffn.c) ----
    y = r + fc2(GELU(dw3x3(fc1(x)))) with x, r, y [N,H,W,C] (r may be NULL: no residual; y may

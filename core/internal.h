@@ -35,6 +35,8 @@ void nad_free_aligned(void *p);
 /* y[i] = GELU(x[i]) for n contiguous floats, in the calling thread (y may be x): for operators
    that apply GELU to their output while it is in cache (activation.c). */
 void nad_gelu_span(const float *x, float *y, int64_t n);
+/* dx[i] = dy[i] GELU'(x[i]) likewise (dx may be dy): nad_gelu_backward's bits */
+void nad_gelu_grad_span(const float *x, const float *dy, float *dx, int64_t n);
 
 /* Row-major products with the bias in the same pass (gemm.c): C[m,n] = A[m,k] op(B) + bias
    (+ C when accumulate), op(B) = B^T for B [n,k] (nt) or B for B [k,n] (nn); the last dims

@@ -50,6 +50,12 @@ void nad_gelu_span(const float *x, float *y, int64_t n)
     for (int64_t b = 0; b < n; b += BLOCK) gelu_block(x + b, y + b, n - b < BLOCK ? n - b : BLOCK);
 }
 
+void nad_gelu_grad_span(const float *x, const float *dy, float *dx, int64_t n)
+{
+    for (int64_t b = 0; b < n; b += BLOCK)
+        gelu_grad_block(x + b, dy + b, dx + b, n - b < BLOCK ? n - b : BLOCK);
+}
+
 int nad_gelu_forward(const nad_tensor *x, nad_tensor *y)
 {
     int rc = check_unary("gelu_forward", x, y);

@@ -640,8 +640,22 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         if (dx) {
             float *wt = base + o_w;
             nad_dw_pack_taps(&g, w, wt);
-            #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
-            for (int64_t pr = 0; pr < g.n * g.h; pr++) nad_dw_dx_row(&g, dyd, wt, pr, dxd);
+            if (g.s == 1 && g.pad <= g.d * (g.k - 1)) {
+                /* stride 1: dx is dy's depthwise conv with the taps turned by 180 degrees and
+                   padding d (K - 1) - pad, so the forward's rows make it with their sums in
+                   registers (the gather below keeps them in memory: 2x slower) */
+                for (int64_t tap = 0; tap < g.kk / 2; tap++)
+                    for (int64_t c = 0; c < g.co; c++) {
+                        float *a = wt + tap * g.co + c, *b = wt + (g.kk - 1 - tap) * g.co + c, v = *a;
+                        *a = *b, *b = v;
+                    }
+                geom t = transposed_geom(&g);
+                #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
+                for (int64_t pr = 0; pr < g.n * g.h; pr++) nad_dw_forward_row(&t, dyd, wt, NULL, pr, dxd);
+            } else {
+                #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
+                for (int64_t pr = 0; pr < g.n * g.h; pr++) nad_dw_dx_row(&g, dyd, wt, pr, dxd);
+            }
         }
         if (dw || db) {
             float *pw = dw ? base + o_dw : NULL, *pb = db ? base + o_db : NULL;
@@ -652,7 +666,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
                 if (a) memset(a, 0, (size_t)(g.kk * g.co) * sizeof(float));
                 if (s) memset(s, 0, (size_t)g.co * sizeof(float));
                 for (int64_t q = nq * t / nparts; q < nq * (t + 1) / nparts; q++)
-                    nad_dw_dw_row(&g, xd, dyd, q, a, s);
+                    nad_dw_dw_row(&g, xd, dyd + q * g.wo * g.co, q, a, s);
             }
             for (int64_t t = 1; t < nparts; t++) {
                 for (int64_t i = 0; pw && i < g.kk * g.co; i++) pw[i] += pw[t * g.kk * g.co + i];

@@ -62,8 +62,8 @@ void nad_dw_forward_row(const geom *g, const float *x, const float *wt, const fl
 /* dx row p = (n, hi), written (not accumulated): the sum over the outputs that read it */
 void nad_dw_dx_row(const geom *g, const float *dy, const float *wt, int64_t p, float *dx);
 /* dwt[tap][c] += sum over wo of dy[q][wo][c] x[..][c];  dbt[c] += sum over wo of dy (either
-   may be NULL) */
-void nad_dw_dw_row(const geom *g, const float *x, const float *dy, int64_t q, float *dwt,
+   may be NULL); dyr points at dy's row q (wherever it is kept) */
+void nad_dw_dw_row(const geom *g, const float *x, const float *dyr, int64_t q, float *dwt,
                    float *dbt);
 
 /* Grouped with at most GROUPED_MAX_COG outputs per group (conv2d_grouped.c), one image at a

@@ -10,7 +10,8 @@ local buffers = require 'autonad.supernet.buffers'
 local workspace = require('autonad.workspace').default
 local C, check = core.C, core.check
 
--- Inference (gradients off, not training) runs fused operators (layers.FUSED).
+-- Inference (gradients off, not training) and the Mix-FFN's backward run fused operators
+-- (layers.FUSED).
 local FUSED = layers.FUSED
 
 local Block = class('Block')
@@ -130,8 +131,14 @@ function Block:backward(x, dy)
     if self.dropped then check(C.nad_droppath_backward(self.mask2, dy, self.df)); df = self.df end
     local dact = self.fc2:backward(self.act, df)
     if not self.pre_kept then self.dw:forward(self.fc1.y) end -- GELU's backward reads it
-    check(C.nad_gelu_backward(self.dw.y, dact, self.dact))
-    local da2 = self.fc1:backward(self.norm2.y, self.dw:backward(self.fc1.y, self.dact))
+    local dh
+    if FUSED then -- GELU's and the conv's backward in one pass, dw.dx written over dact
+        dh = self.dw:backward_gelu(self.fc1.y, dact)
+    else
+        check(C.nad_gelu_backward(self.dw.y, dact, self.dact))
+        dh = self.dw:backward(self.fc1.y, self.dact)
+    end
+    local da2 = self.fc1:backward(self.norm2.y, dh)
     check(C.nad_add(1, dy, 1, self.norm2:backward(self.x1, da2), self.dx1))
     -- first residual
     local dm = self.dx1

@@ -19,8 +19,9 @@ local M = {}
 -- Inference (gradients off) runs fused operators where it can: in the blocks (block.lua) the
 -- mixer's residual add in its proj product (nad_linear_forward_acc), the Mix-FFN with its
 -- residual add in row bands (mixffn.c), the MLP mixer's split attention in two passes
--- (split_attention.c); in the head the resize inside the final conv (heads.lua).
--- AUTONAD_FUSED=0 runs the separate operators instead (for A/B timing).
+-- (split_attention.c); in the head the resize inside the final conv (heads.lua). Training's
+-- Mix-FFN backward makes GELU's gradient inside its depthwise conv's backward
+-- (conv2d_gelu_backward.c). AUTONAD_FUSED=0 runs the separate operators instead (for A/B timing).
 M.FUSED = os.getenv('AUTONAD_FUSED') ~= '0'
 
 -- views {value, grad, fn} of entry e for view function fn, cached in cache[key]
@@ -143,6 +144,16 @@ function Conv:forward_gelu(x, act, keep_pre)
     check(C.nad_conv2d_gelu_forward(workspace, self.params, x, v.w.value, v.b and v.b.value,
         keep_pre and self.y or nil, act))
     return act
+end
+
+--- The backward of act = GELU(conv(x)) for a depthwise stride-1 conv, from pre = self.y (kept
+--- by forward_gelu) and dact, the gradient at act: GELU's gradient made a few rows at a time
+--- and never stored. self.dx may be dact itself (consumed as it goes).
+function Conv:backward_gelu(x, dact)
+    local v = self.v
+    check(C.nad_conv2d_gelu_backward(workspace, self.params, x, v.w.value, self.y, dact, self.dx,
+        v.w.grad, v.b and v.b.grad))
+    return self.dx
 end
 
 function Conv:backward(x, dy, need_dx)
