@@ -60,6 +60,12 @@ void nad_gemm_nt_weights(int64_t m, int64_t n, int64_t k, const float *a, int64_
    AVX-512 kernel where it runs, else cblas_sgemm; never fails. */
 void nad_gemm_tn_acc(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                      const float *b, int64_t ldb, float *c, int64_t ldc);
+/* The same, and db[i dbs] += sum over k of A[k, i] (the bias gradient of dw += dy^T x, summed
+   in double in k order) while the kernel has A's rows in cache. Returns false, doing nothing,
+   where the kernel does not run (the caller then sums apart). */
+bool nad_gemm_tn_acc_bias(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                          const float *b, int64_t ldb, float *c, int64_t ldc, float *db,
+                          int64_t dbs);
 
 /* The AVX-512 kernel's packed B operand (gemm.c): p[kk][j] = B(kk, j), k rows, n columns
    zero-padded to ldp (a multiple of 16), then the padded bias (or bias = NULL). It lives in

@@ -448,11 +448,11 @@ void nad_gemm_nn(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, c
    chunks. Threads take column blocks of 64 (each with all rows) when there are enough of them,
    else groups of 24 rows (each with all columns): every C element is one thread's sum over k
    in order, whatever the thread count. */
-enum { KC = 128, TN_ROWS = 24, TN_B_MAX = 1 << 22 };
+enum { KC = 128, TN_ROWS = 24, TN_B_MAX = 1 << 22, TN_SUMS_MAX = 4096 };
 
 TARGET static void tn_task(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t k,
                            const float *a, int64_t lda, const float *b, int64_t ldb, float *c,
-                           int64_t ldc)
+                           int64_t ldc, double *sums)
 {
     static const int64_t zero = 0;
     for (int64_t k0 = 0; k0 < k; k0 += KC) {
@@ -468,6 +468,39 @@ TARGET static void tn_task(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64
                                true, c + r * ldc + j0, ldc, last);
             }
         }
+        /* the tiles have brought A's chunk into cache: its column sums from there (before
+           them, this loop took the chunk's misses from memory and cost twice a separate pass) */
+        if (sums)
+            for (int64_t kk = k0; kk < k0 + kc; kk++)
+                for (int64_t i = r0; i < r1; i++) sums[i - r0] += a[kk * lda + i];
+    }
+}
+
+/* a B of more than TN_B_MAX floats (16 MiB) streams from memory: OpenBLAS is as fast or faster
+   there (measured at 1 thread: 64x576x20000 75 vs 74 GFLOP/s; 32x256x8192 80 vs 100, ours
+   second) */
+static bool tn_kernel_runs(int64_t m, int64_t n, int64_t k)
+{
+    return nad_panel_available() && m >= 6 && k * n <= TN_B_MAX;
+}
+
+static void tn_run(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                   int64_t ldb, float *c, int64_t ldc, float *db, int64_t dbs)
+{
+    int64_t ncb = (n + 63) / 64, nrg = (m + TN_ROWS - 1) / TN_ROWS;
+    bool by_columns = ncb >= 2 * nad_get_num_threads() || nrg == 1;
+    int64_t tasks = by_columns ? ncb : nrg;
+    #pragma omp parallel for schedule(static) if (m * n * k > NAD_PAR_FMAS)
+    for (int64_t t = 0; t < tasks; t++) {
+        double sums[TN_SUMS_MAX];
+        int64_t r0 = by_columns ? 0 : t * TN_ROWS, r1 = by_columns ? m : r0 + TN_ROWS < m ? r0 + TN_ROWS : m;
+        int64_t c0 = by_columns ? t * 64 : 0, c1 = by_columns ? (c0 + 64 < n ? c0 + 64 : n) : n;
+        /* the bias sums: each row of C's by one task (the first column block's) */
+        bool summing = db && c0 == 0;
+        if (summing) memset(sums, 0, (size_t)(r1 - r0) * sizeof(double));
+        tn_task(r0, r1, c0, c1, k, a, lda, b, ldb, c, ldc, summing ? sums : NULL);
+        if (summing)
+            for (int64_t i = r0; i < r1; i++) db[i * dbs] += (float)sums[i - r0];
     }
 }
 
@@ -475,25 +508,19 @@ void nad_gemm_tn_acc(int64_t m, int64_t n, int64_t k, const float *a, int64_t ld
                      const float *b, int64_t ldb, float *c, int64_t ldc)
 {
     if (m <= 0 || n <= 0 || k <= 0) return;
-    /* a B of more than TN_B_MAX floats (16 MiB) streams from memory: OpenBLAS is as fast or
-       faster there (measured at 1 thread: 64x576x20000 75 vs 74 GFLOP/s; 32x256x8192 80 vs
-       100, ours second) */
-    if (!nad_panel_available() || m < 6 || k * n > TN_B_MAX) {
+    if (!tn_kernel_runs(m, n, k)) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
                     (int)lda, b, (int)ldb, 1.0f, c, (int)ldc);
         return;
     }
-    int64_t ncb = (n + 63) / 64, nrg = (m + TN_ROWS - 1) / TN_ROWS;
-    bool by_columns = ncb >= 2 * nad_get_num_threads() || nrg == 1;
-    int64_t tasks = by_columns ? ncb : nrg;
-    #pragma omp parallel for schedule(static) if (m * n * k > NAD_PAR_FMAS)
-    for (int64_t t = 0; t < tasks; t++) {
-        if (by_columns) {
-            int64_t c0 = t * 64, c1 = c0 + 64 < n ? c0 + 64 : n;
-            tn_task(0, m, c0, c1, k, a, lda, b, ldb, c, ldc);
-        } else {
-            int64_t r0 = t * TN_ROWS, r1 = r0 + TN_ROWS < m ? r0 + TN_ROWS : m;
-            tn_task(r0, r1, 0, n, k, a, lda, b, ldb, c, ldc);
-        }
-    }
+    tn_run(m, n, k, a, lda, b, ldb, c, ldc, NULL, 0);
+}
+
+bool nad_gemm_tn_acc_bias(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                          const float *b, int64_t ldb, float *c, int64_t ldc, float *db,
+                          int64_t dbs)
+{
+    if (m <= 0 || n <= 0 || k <= 0 || m > TN_SUMS_MAX || !tn_kernel_runs(m, n, k)) return false;
+    tn_run(m, n, k, a, lda, b, ldb, c, ldc, db, dbs);
+    return true;
 }

@@ -168,8 +168,12 @@ int nad_linear_backward(const nad_tensor *x, const nad_tensor *w, const nad_tens
         float *dxd = nad_data(dx);
         nad_gemm_nn(rows, in, out, gm.p, gm.ld, wm.p, wm.ld, NULL, 0, false, dxd, in);
     }
-    if (dw && rows > 0 && out > 0 && in > 0)
+    /* the bias's sums inside the weight gradient's pass where its kernel runs (the same bits) */
+    bool summed = dw && db && rows > 0 && out > 0 && in > 0 &&
+                  nad_gemm_tn_acc_bias(out, in, rows, gm.p, gm.ld, xm.p, xm.ld, dwm.p, dwm.ld,
+                                       nad_data(db), db->stride[0]);
+    if (!summed && dw && rows > 0 && out > 0 && in > 0)
         nad_gemm_tn_acc(out, in, rows, gm.p, gm.ld, xm.p, xm.ld, dwm.p, dwm.ld);
-    if (db && rows > 0) bias_grad(&gm, nad_data(db), db->stride[0]);
+    if (!summed && db && rows > 0) bias_grad(&gm, nad_data(db), db->stride[0]);
     return 0;
 }

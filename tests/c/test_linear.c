@@ -175,3 +175,36 @@ Test(linear, forward_acc_matches_forward_then_add)
     cr_assert_eq(nad_tensor_sum(y), 0, "y untouched");
     nad_tensor_free(x), nad_tensor_free(w), nad_tensor_free(y);
 }
+
+/* where the weight gradient's kernel runs, db's sums are made in its pass: the bits of a sum
+   in double over the rows in order, added to db's old value; for C's rows split by column
+   blocks (many inputs) and by row groups (few), a strided db view, at 1 and 2 threads */
+Test(linear, bias_gradient_in_the_weight_gradient_pass_keeps_its_bits)
+{
+    static const int64_t shapes[][3] = {{300, 256, 40}, {260, 32, 50}, {129, 48, 7}};
+    for (int threads = 1; threads <= 2; threads++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            nad_set_num_threads(threads);
+            int64_t rows = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+            nad_rng rng;
+            nad_rng_init(&rng, 11 + s);
+            nad_tensor *x = tc_rand(&rng, TC_SIZES(rows, in)), *w = tc_rand(&rng, TC_SIZES(out, in));
+            nad_tensor *dy = tc_rand(&rng, TC_SIZES(rows, out)), *dx = tc_empty();
+            nad_tensor *dw = tc_zeros(TC_SIZES(out, in)), *dB = tc_rand(&rng, TC_SIZES(out, out));
+            nad_tensor *db = nad_tensor_diagonal(dB, 0, 1); /* stride out + 1 */
+            float want[64];
+            for (int64_t o = 0; o < out; o++) {
+                double acc = 0;
+                for (int64_t r = 0; r < rows; r++) acc += nad_tensor_data(dy)[r * out + o];
+                want[o] = *tc_at(db, o) + (float)acc;
+            }
+            cr_assert_eq(nad_linear_backward(x, w, dy, dx, dw, db), 0, "%s", nad_last_error());
+            for (int64_t o = 0; o < out; o++)
+                cr_assert(!memcmp(tc_at(db, o), &want[o], sizeof(float)),
+                          "db[%lld], %lld x %lld -> %lld, %d threads", (long long)o,
+                          (long long)rows, (long long)in, (long long)out, threads);
+            nad_tensor *all[] = {x, w, dy, dx, dw, dB, db};
+            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) nad_tensor_free(all[i]);
+        }
+    nad_set_num_threads(1);
+}
