@@ -3,8 +3,9 @@
    contiguous channels (conv2d_depthwise.c), grouped with few outputs per group as loops over
    the outputs (conv2d_grouped.c), few channels as loops over 16-pixel vectors of planar rows
    (conv2d_small.c), the rest as GEMMs over the (padded) input read in place (with the
-   AVX-512 kernel) or NHWC im2col in bounded chunks. Used by the patch embeddings, the conv
-   mixer, Mix-FFN's depthwise conv, the decoder (5x5 super-kernel views) and the head. */
+   AVX-512 kernel; conv2d_implicit.c) or NHWC im2col in bounded chunks. Used by the patch
+   embeddings, the conv mixer, Mix-FFN's depthwise conv, the decoder (5x5 super-kernel views)
+   and the head. */
 #include "conv2d.h"
 #include <omp.h>
 #include <stdlib.h>
@@ -256,104 +257,6 @@ static void add_colsum(const float *dy, int64_t rows, int64_t co, int64_t nparts
     }
 }
 
-/* ---- the GEMM path without im2col ----
-   With the AVX-512 kernel (gemm.c) an output row (n, ho) is one product of Wo rows read
-   straight from the input: image n is copied once into a zero-padded [Hp][Wp][Ci] buffer, and
-   row wo's K K Ci inner elements are segments of it: with dilation 1 one per kernel row, K Ci
-   contiguous floats at xp + ((ho s + kh) Wp + wo s) Ci; else one per tap, Ci floats at
-   xp + ((ho s + kh d) Wp + wo s + kw d) Ci. This saves im2col's K K-fold copy of the input
-   and its memory traffic. Groups == 1 only; segments under IMPLICIT_MIN_RUN floats and panels
-   over IMPLICIT_PANEL_MAX floats keep im2col. */
-enum { IMPLICIT_MIN_RUN = 4, IMPLICIT_MIN_CI = 16, IMPLICIT_PANEL_MAX = 1 << 21, MAX_SEGS = 64 };
-
-/* segments per kernel (above) and their offsets in the padded input, row stride wp */
-static int segments(const geom *g, int64_t wp, int64_t *off)
-{
-    if (g->d == 1) {
-        for (int64_t kh = 0; kh < g->k; kh++) off[kh] = kh * wp * g->ci;
-        return (int)g->k;
-    }
-    for (int64_t kh = 0; kh < g->k; kh++)
-        for (int64_t kw = 0; kw < g->k; kw++) off[kh * g->k + kw] = (kh * g->d * wp + kw * g->d) * g->ci;
-    return (int)g->kk;
-}
-
-static bool implicit_ok(const geom *g)
-{
-    int64_t run = g->d == 1 ? g->k * g->ci : g->ci, nseg = g->d == 1 ? g->k : g->kk;
-    return g->path == PATH_GEMM && g->g == 1 && run >= IMPLICIT_MIN_RUN && nseg <= MAX_SEGS &&
-           (g->kcg + 1) * ((g->co + 15) / 16 * 16) <= IMPLICIT_PANEL_MAX && nad_panel_available();
-}
-
-/* floats of the padded image (0 when pad == 0: the input is read in place) */
-static int64_t padded_floats(const geom *g)
-{
-    return g->pad ? (g->h + 2 * g->pad) * (g->w + 2 * g->pad) * g->ci : 0;
-}
-
-static void implicit_forward(const geom *g, const nad_panel *pn, const float *xd, float *xp,
-                             float *yd)
-{
-    const int64_t pad = g->pad, wp = g->w + 2 * pad, hp = g->h + 2 * pad, ci = g->ci;
-    int64_t off[MAX_SEGS];
-    int nseg = segments(g, wp, off);
-    for (int64_t n = 0; n < g->n; n++) {
-        const float *xn = xd + n * g->h * g->w * ci, *src = xn;
-        if (pad) {
-            src = xp;
-            #pragma omp parallel for schedule(static) if (hp * wp * ci > NAD_PAR_FLOATS)
-            for (int64_t r = 0; r < hp; r++) {
-                float *row = xp + r * wp * ci;
-                if (r < pad || r >= pad + g->h) {
-                    memset(row, 0, (size_t)(wp * ci) * sizeof(float));
-                    continue;
-                }
-                memset(row, 0, (size_t)(pad * ci) * sizeof(float));
-                memcpy(row + pad * ci, xn + (r - pad) * g->w * ci, (size_t)(g->w * ci) * sizeof(float));
-                memset(row + (pad + g->w) * ci, 0, (size_t)(pad * ci) * sizeof(float));
-            }
-        }
-        float *yn = yd + n * g->ho * g->wo * g->co;
-        #pragma omp parallel for schedule(static) if (g->ho * g->wo * g->kcg * g->co > NAD_PAR_FMAS)
-        for (int64_t ho = 0; ho < g->ho; ho++)
-            nad_panel_rows(pn, g->wo, src + ho * g->s * wp * ci, g->s * ci, nseg, off, false,
-                           yn + ho * g->wo * g->co, g->co);
-    }
-}
-
-/* dx of a stride-1 convolution is itself a convolution of dy, computed the same way (no
-   im2col, no col2im, no zeroing of dx): dx = dy (*) W' with W'[Ci][kh][kw][Co] =
-   W[Co][K-1-kh][K-1-kw][Ci] and padding d (K - 1) - pad, so every input pixel gathers the
-   outputs that read it. */
-static bool implicit_dx_ok(const geom *g)
-{
-    return g->path == PATH_GEMM && g->g == 1 && g->s == 1 && g->co >= IMPLICIT_MIN_CI &&
-           g->kk <= MAX_SEGS && g->d * (g->k - 1) >= g->pad &&
-           (g->kk * g->co + 1) * ((g->ci + 15) / 16 * 16) <= IMPLICIT_PANEL_MAX &&
-           nad_panel_available();
-}
-
-/* the convolution that maps dy to dx (see implicit_dx_ok) */
-static geom transposed_geom(const geom *g)
-{
-    geom t = *g;
-    t.h = g->ho, t.w = g->wo, t.ci = t.cig = g->co, t.co = t.cog = g->ci;
-    t.pad = g->d * (g->k - 1) - g->pad;
-    t.ho = g->h, t.wo = g->w;
-    t.kcg = t.kk * t.ci;
-    t.rows = t.n * t.ho * t.wo;
-    return t;
-}
-
-/* wt[(kh K + kw) Co + o][c] = W[o][K-1-kh][K-1-kw][c], from W's rows (wd, ldw) */
-static void flip_weights(const geom *g, const float *wd, int64_t ldw, float *wt)
-{
-    for (int64_t tap = 0; tap < g->kk; tap++)
-        for (int64_t o = 0; o < g->co; o++)
-            memcpy(wt + (tap * g->co + o) * g->ci, wd + o * ldw + (g->kk - 1 - tap) * g->ci,
-                   (size_t)g->ci * sizeof(float));
-}
-
 /* ---- forward ---- */
 
 /* y = a w^T + bias: weights read from parameter memory (in_params) go through the frozen
@@ -395,8 +298,8 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     else if (g.path == PATH_GROUPED || g.path == PATH_SMALL) o_w = nad_conv_carve(&used, g.kk * g.cig * g.co);
     else if (!ldw) o_w = nad_conv_carve(&used, g.co * g.kcg);
     o_b = nad_conv_carve(&used, g.co);
-    bool implicit = implicit_ok(&g);
-    if (implicit) o_cols = nad_conv_carve(&used, padded_floats(&g));
+    bool implicit = nad_implicit_ok(&g);
+    if (implicit) o_cols = nad_conv_carve(&used, nad_implicit_floats(&g));
     else if (g.path == PATH_GEMM) o_cols = nad_conv_carve(&used, g.chunk * g.wo * g.kk * g.ci);
     if (g.path == PATH_GROUPED) o_cols = nad_conv_carve(&used, g.h * g.w * g.cig * g.co);
     if (g.path == PATH_SMALL) o_cols = nad_conv_carve(&used, nad_sm_input_floats(&g));
@@ -474,7 +377,7 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
         if (!(in_params ? nad_panel_pack_weights : nad_panel_pack)(&pn, true, g.co, g.kcg, wd, ldw,
                                                                    bp, bs, IMPLICIT_PANEL_MAX))
             return nad_fail(NAD_ENOMEM, "%s: out of memory for the packed weights", fn);
-        implicit_forward(&g, &pn, xd, base + o_cols, yd);
+        nad_implicit_forward(&g, &pn, xd, base + o_cols, yd);
         return act ? nad_gelu_forward(out, act) : 0;
     }
     /* y_g[R, Cog] = cols_g[R, K K Cig] w_g[Cog, K K Cig]^T per chunk of R output pixels */
@@ -517,7 +420,7 @@ static void small_backward(const geom *g, const nad_tensor *w, const float *xd, 
 {
     const int64_t fmas = g->rows * g->kk * g->ci * g->co;
     if (dxd) {
-        geom tg = transposed_geom(g);
+        geom tg = nad_conv_transposed(g);
         const int64_t wpl = nad_sm_plane_width(&tg), hp = tg.h + 2 * tg.pad;
         float *wp = base + o_w, *dp = base + o_pad;
         nad_sm_pack_weights(g, w, true, wp);
@@ -589,7 +492,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
     const int64_t nparts = omp_get_max_threads();
     int64_t ldw = 0, lddw = 0;
     size_t used = 0, o_w = 0, o_dw = 0, o_db = 0, o_cols = 0, o_wt = 0, o_pad = 0, o_dyp = 0;
-    bool implicit_dx = dx && implicit_dx_ok(&g);
+    bool implicit_dx = dx && nad_implicit_dx_ok(&g);
     if (g.path == PATH_DEPTHWISE) {
         if (dx) o_w = nad_conv_carve(&used, g.kk * g.co);
         if (dw) o_dw = nad_conv_carve(&used, nparts * g.kk * g.co);
@@ -602,7 +505,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         if (db) o_db = nad_conv_carve(&used, nparts * g.co);
     } else if (g.path == PATH_SMALL) {
         if (dx) {
-            geom tg = transposed_geom(&g);
+            geom tg = nad_conv_transposed(&g);
             o_w = nad_conv_carve(&used, g.kk * g.ci * g.co);
             o_pad = nad_conv_carve(&used, nad_sm_input_floats(&tg)); /* dy, planar and padded */
         }
@@ -619,9 +522,9 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         if (g.path == PATH_GEMM && (dw || (dx && !implicit_dx)))
             o_cols = nad_conv_carve(&used, g.chunk * g.wo * g.kk * g.ci);
         if (dx && implicit_dx) {
-            geom t = transposed_geom(&g);
+            geom t = nad_conv_transposed(&g);
             o_wt = nad_conv_carve(&used, g.kk * g.co * g.ci);
-            o_pad = nad_conv_carve(&used, padded_floats(&t));
+            o_pad = nad_conv_carve(&used, nad_implicit_floats(&t));
         }
     }
     float *base = nad_workspace_get(ws, (used ? used : 16) * sizeof(float));
@@ -649,7 +552,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
                         float *a = wt + tap * g.co + c, *b = wt + (g.kk - 1 - tap) * g.co + c, v = *a;
                         *a = *b, *b = v;
                     }
-                geom t = transposed_geom(&g);
+                geom t = nad_conv_transposed(&g);
                 #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
                 for (int64_t pr = 0; pr < g.n * g.h; pr++) nad_dw_forward_row(&t, dyd, wt, NULL, pr, dxd);
             } else {
@@ -760,13 +663,13 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         }
     } else if (dx || dw) {
         if (implicit_dx) {
-            geom t = transposed_geom(&g);
+            geom t = nad_conv_transposed(&g);
             nad_panel pn;
-            flip_weights(&g, wd, ldw, base + o_wt);
+            nad_conv_flip_weights(&g, wd, ldw, base + o_wt);
             if (!nad_panel_pack(&pn, false, t.co, t.kcg, base + o_wt, t.co, NULL, 0,
                                 IMPLICIT_PANEL_MAX))
                 return nad_fail(NAD_ENOMEM, "%s: out of memory for the packed weights", fn);
-            implicit_forward(&t, &pn, dyd, base + o_pad, dxd);
+            nad_implicit_forward(&t, &pn, dyd, base + o_pad, dxd);
         }
         bool dx_cols = dx && !implicit_dx; /* dx through im2col columns and col2im */
         float *cols = base + o_cols;

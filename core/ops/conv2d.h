@@ -38,6 +38,21 @@ int nad_conv_geom(const char *fn, const nad_conv2d_params *p, const nad_tensor *
 int nad_conv_check_vec(const char *fn, const char *name, const nad_tensor *v, int64_t n);
 size_t nad_conv_carve(size_t *used, int64_t floats);
 
+/* The GEMM path without im2col (conv2d_implicit.c). Panels over IMPLICIT_PANEL_MAX floats keep
+   im2col. nad_implicit_ok: g's forward can take it; nad_implicit_floats: the workspace floats
+   its padded input needs; nad_implicit_forward: y from x (xp: that workspace) and the packed
+   weights pn. nad_implicit_dx_ok: the stride-1 dx can be made as the forward of
+   nad_conv_transposed(g) on dy with nad_conv_flip_weights's weights, wt[(kh K + kw) Co + o][c]
+   = W[o][K-1-kh][K-1-kw][c] from W's rows (wd, ldw). */
+enum { IMPLICIT_PANEL_MAX = 1 << 21 };
+bool nad_implicit_ok(const geom *g);
+int64_t nad_implicit_floats(const geom *g);
+void nad_implicit_forward(const geom *g, const nad_panel *pn, const float *xd, float *xp,
+                          float *yd);
+bool nad_implicit_dx_ok(const geom *g);
+geom nad_conv_transposed(const geom *g);
+void nad_conv_flip_weights(const geom *g, const float *wd, int64_t ldw, float *wt);
+
 /* offset of w[o, kh, kw, c] for any weight view */
 static inline int64_t w_off(const nad_tensor *w, int64_t o, int64_t kh, int64_t kw, int64_t c)
 {

@@ -645,3 +645,50 @@ Test(conv2d, resized_forward_is_resize_then_conv)
     nad_tensor_free(y);
     nad_workspace_free(ws);
 }
+
+static int same_bits(const nad_tensor *a, const nad_tensor *b)
+{
+    return nad_tensor_numel(a) == nad_tensor_numel(b) &&
+           !memcmp(nad_tensor_data(a), nad_tensor_data(b), (size_t)nad_tensor_numel(a) * sizeof(float));
+}
+
+/* the implicit 3x3 path at 2 threads: whole images to threads in one region (batches of 2
+   and 4, padded and not) or each image's rows split (a batch of 3), forward and the implicit
+   dx, the same bits as at 1 thread (and as the loops, to rounding) */
+Test(conv2d, implicit_path_images_to_threads_keeps_the_bits)
+{
+    cfg cs[] = {
+        {2, 20, 21, 32, 32, 3, 1, 1, 1, 1, 1},
+        {4, 17, 16, 48, 40, 3, 1, 1, 1, 1, 0},
+        {3, 20, 20, 32, 32, 3, 1, 1, 1, 1, 1},
+        {2, 22, 22, 32, 24, 3, 1, 0, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        const cfg *c = &cs[i];
+        nad_rng rng;
+        nad_rng_init(&rng, 150 + i);
+        nad_workspace *ws = nad_workspace_new(0);
+        int64_t ho = out_size(c->h, c), wo = out_size(c->w, c);
+        nad_tensor *x = tc_rand(&rng, TC_SIZES(c->n, c->h, c->w, c->ci));
+        nad_tensor *w = tc_rand(&rng, TC_SIZES(c->co, c->k, c->k, c->ci));
+        nad_tensor *b = c->bias ? tc_rand(&rng, TC_SIZES(c->co)) : NULL;
+        nad_tensor *dy = tc_rand(&rng, TC_SIZES(c->n, ho, wo, c->co));
+        nad_tensor *y[2], *dx[2];
+        nad_conv2d_params p = params_of(c);
+        for (int t = 0; t < 2; t++) {
+            nad_set_num_threads(t + 1);
+            y[t] = tc_empty(), dx[t] = tc_empty();
+            cr_assert_eq(nad_conv2d_forward(ws, &p, x, w, b, y[t]), 0, "%s", nad_last_error());
+            cr_assert_eq(nad_conv2d_backward(ws, &p, x, w, dy, dx[t], NULL, NULL), 0, "%s",
+                         nad_last_error());
+        }
+        nad_set_num_threads(1);
+        cr_assert(same_bits(y[0], y[1]), "y, case %zu", i);
+        cr_assert(same_bits(dx[0], dx[1]), "dx, case %zu", i);
+        nad_tensor *want = ref_forward(c, x, w, b);
+        cr_assert(tc_close(y[1], want, 1e-4, 1e-4), "y against the loops, case %zu", i);
+        nad_tensor *ts[] = {x, w, b, dy, y[0], y[1], dx[0], dx[1], want};
+        for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) nad_tensor_free(ts[j]);
+        nad_workspace_free(ws);
+    }
+}
