@@ -301,7 +301,9 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     bool implicit = nad_implicit_ok(&g);
     if (implicit) o_cols = nad_conv_carve(&used, nad_implicit_floats(&g));
     else if (g.path == PATH_GEMM) o_cols = nad_conv_carve(&used, g.chunk * g.wo * g.kk * g.ci);
-    if (g.path == PATH_GROUPED) o_cols = nad_conv_carve(&used, g.h * g.w * g.cig * g.co);
+    if (g.path == PATH_GROUPED) /* the gathered image, one per thread when threads take images */
+        o_cols = nad_conv_carve(&used, g.h * g.w * g.cig * g.co *
+                                           (nad_conv_images_to_threads(&g) ? omp_get_max_threads() : 1));
     if (g.path == PATH_SMALL) o_cols = nad_conv_carve(&used, nad_sm_input_floats(&g));
     float *base = nad_workspace_get(ws, used * sizeof(float));
     if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
@@ -332,10 +334,21 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     }
     if (g.path == PATH_GROUPED) {
         float *wg = base + o_w, *xg = base + o_cols;
+        const int64_t img = g.h * g.w * g.ci, out_img = g.ho * g.wo * g.co, cols = g.h * g.w * g.cig * g.co;
         nad_gr_pack_weights(&g, w, wg);
+        if (nad_conv_images_to_threads(&g)) { /* each thread gathers its own images */
+            #pragma omp parallel for schedule(static)
+            for (int64_t n = 0; n < g.n; n++) {
+                float *mine = xg + omp_get_thread_num() * cols;
+                nad_gr_gather_image(&g, xd + n * img, mine);
+                for (int64_t ho = 0; ho < g.ho; ho++)
+                    nad_gr_forward_row(&g, mine, wg, bias, ho, yd + n * out_img);
+            }
+            return act ? nad_gelu_forward(out, act) : 0;
+        }
         for (int64_t n = 0; n < g.n; n++) {
-            nad_gr_gather_image(&g, xd + n * g.h * g.w * g.ci, xg);
-            float *yn = yd + n * g.ho * g.wo * g.co;
+            nad_gr_gather_image(&g, xd + n * img, xg);
+            float *yn = yd + n * out_img;
             #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * g.cig * g.co > NAD_PAR_FMAS / 4)
             for (int64_t ho = 0; ho < g.ho; ho++) nad_gr_forward_row(&g, xg, wg, bias, ho, yn);
         }
@@ -597,12 +610,20 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         if (dx) {
             float *wg = base + o_w, *tmp = wg + g.kk * cg;
             nad_gr_pack_weights(&g, w, wg);
-            for (int64_t n = 0; n < g.n; n++) {
-                const float *dyn = dyd + n * g.ho * g.wo * g.co;
-                float *dxn = dxd + n * img * g.ci;
-                #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > NAD_PAR_FMAS / 4)
-                for (int64_t hi = 0; hi < g.h; hi++)
-                    nad_gr_dx_row(&g, dyn, wg, hi, tmp + omp_get_thread_num() * cg, dxn);
+            const int64_t out_img = g.ho * g.wo * g.co;
+            if (nad_conv_images_to_threads(&g)) {
+                #pragma omp parallel for schedule(static)
+                for (int64_t n = 0; n < g.n; n++)
+                    for (int64_t hi = 0; hi < g.h; hi++)
+                        nad_gr_dx_row(&g, dyd + n * out_img, wg, hi,
+                                      tmp + omp_get_thread_num() * cg, dxd + n * img * g.ci);
+            } else {
+                for (int64_t n = 0; n < g.n; n++) {
+                    #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > NAD_PAR_FMAS / 4)
+                    for (int64_t hi = 0; hi < g.h; hi++)
+                        nad_gr_dx_row(&g, dyd + n * out_img, wg, hi,
+                                      tmp + omp_get_thread_num() * cg, dxd + n * img * g.ci);
+                }
             }
         }
         if (dw) {

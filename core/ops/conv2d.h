@@ -45,6 +45,8 @@ size_t nad_conv_carve(size_t *used, int64_t floats);
    nad_conv_transposed(g) on dy with nad_conv_flip_weights's weights, wt[(kh K + kw) Co + o][c]
    = W[o][K-1-kh][K-1-kw][c] from W's rows (wd, ldw). */
 enum { IMPLICIT_PANEL_MAX = 1 << 21 };
+/* threads take whole images of g in one parallel region (else each image's rows are split) */
+bool nad_conv_images_to_threads(const geom *g);
 bool nad_implicit_ok(const geom *g);
 int64_t nad_implicit_floats(const geom *g);
 void nad_implicit_forward(const geom *g, const nad_panel *pn, const float *xd, float *xp,

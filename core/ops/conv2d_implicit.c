@@ -39,11 +39,12 @@ static int64_t padded_floats(const geom *g)
 }
 
 /* Each parallel region costs about 40 us to wake passive threads (README), and a batch's
-   images one at a time took two each: with at least as many images as threads (and an even
-   share for each), threads take whole images in one region instead, each padding its own into
-   its slice of xp. The same rows, so the same bits. */
-static bool images_to_threads(const geom *g, int threads)
+   images one at a time took one or two each: with at least as many images as threads (and an
+   even share for each), threads take whole images in one region instead. Rows are computed
+   alike either way, so the bits are the same. */
+bool nad_conv_images_to_threads(const geom *g)
 {
+    const int threads = omp_get_max_threads();
     return threads > 1 && (g->n % threads == 0 || g->n >= 4 * threads) &&
            g->rows * g->kcg * g->co > NAD_PAR_FMAS;
 }
@@ -51,8 +52,7 @@ static bool images_to_threads(const geom *g, int threads)
 /* floats of implicit_forward's padded buffer: one image, or one per thread (above) */
 int64_t nad_implicit_floats(const geom *g)
 {
-    const int threads = omp_get_max_threads();
-    return padded_floats(g) * (images_to_threads(g, threads) ? threads : 1);
+    return padded_floats(g) * (nad_conv_images_to_threads(g) ? omp_get_max_threads() : 1);
 }
 
 /* image n zero-padded into xp (rows [r0, r1) of the padded image) */
@@ -78,7 +78,7 @@ void nad_implicit_forward(const geom *g, const nad_panel *pn, const float *xd, f
     const int64_t img = g->h * g->w * ci, out = g->ho * g->wo * g->co;
     int64_t off[MAX_SEGS];
     int nseg = segments(g, wp, off);
-    if (images_to_threads(g, omp_get_max_threads())) {
+    if (nad_conv_images_to_threads(g)) { /* each thread pads its own images */
         #pragma omp parallel for schedule(static)
         for (int64_t n = 0; n < g->n; n++) {
             const float *src = xd + n * img;

@@ -652,16 +652,18 @@ static int same_bits(const nad_tensor *a, const nad_tensor *b)
            !memcmp(nad_tensor_data(a), nad_tensor_data(b), (size_t)nad_tensor_numel(a) * sizeof(float));
 }
 
-/* the implicit 3x3 path at 2 threads: whole images to threads in one region (batches of 2
-   and 4, padded and not) or each image's rows split (a batch of 3), forward and the implicit
-   dx, the same bits as at 1 thread (and as the loops, to rounding) */
-Test(conv2d, implicit_path_images_to_threads_keeps_the_bits)
+/* the implicit 3x3 path and the grouped one at 2 threads: whole images to threads in one
+   region (batches of 2 and 4, padded and not) or each image's rows split (a batch of 3),
+   forward and dx, the same bits as at 1 thread (and as the loops, to rounding) */
+Test(conv2d, images_to_threads_keeps_the_bits)
 {
     cfg cs[] = {
         {2, 20, 21, 32, 32, 3, 1, 1, 1, 1, 1},
         {4, 17, 16, 48, 40, 3, 1, 1, 1, 1, 0},
         {3, 20, 20, 32, 32, 3, 1, 1, 1, 1, 1},
         {2, 22, 22, 32, 24, 3, 1, 0, 1, 1, 1},
+        {4, 16, 16, 288, 64, 3, 1, 1, 1, 32, 1}, /* grouped, as the conv mixer */
+        {3, 20, 20, 288, 64, 3, 1, 1, 1, 32, 0},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         const cfg *c = &cs[i];
@@ -670,7 +672,7 @@ Test(conv2d, implicit_path_images_to_threads_keeps_the_bits)
         nad_workspace *ws = nad_workspace_new(0);
         int64_t ho = out_size(c->h, c), wo = out_size(c->w, c);
         nad_tensor *x = tc_rand(&rng, TC_SIZES(c->n, c->h, c->w, c->ci));
-        nad_tensor *w = tc_rand(&rng, TC_SIZES(c->co, c->k, c->k, c->ci));
+        nad_tensor *w = tc_rand(&rng, TC_SIZES(c->co, c->k, c->k, c->ci / c->g));
         nad_tensor *b = c->bias ? tc_rand(&rng, TC_SIZES(c->co)) : NULL;
         nad_tensor *dy = tc_rand(&rng, TC_SIZES(c->n, ho, wo, c->co));
         nad_tensor *y[2], *dx[2];
