@@ -203,6 +203,14 @@ int nad_mixffn_forward(nad_workspace *ws, const nad_tensor *x, const nad_tensor 
                        const nad_tensor *b1, const nad_tensor *wd, const nad_tensor *bd,
                        const nad_tensor *w2, const nad_tensor *b2, const nad_tensor *r,
                        nad_tensor *y);
+/* The block's second half: y = x + MixFFN(LayerNorm(x)) (LayerNorm over C with gamma, beta
+   [C] and eps, as nad_layernorm_forward; its mean and rstd are not kept). y may be x itself
+   (in place). Each band's rows are normalised as fc1 reads them, so the normalised map is
+   never stored: the bits of nad_layernorm_forward then nad_mixffn_forward with r = x. */
+int nad_mixffn_ln_forward(nad_workspace *ws, float eps, const nad_tensor *gamma,
+                          const nad_tensor *beta, const nad_tensor *x, const nad_tensor *w1,
+                          const nad_tensor *b1, const nad_tensor *wd, const nad_tensor *bd,
+                          const nad_tensor *w2, const nad_tensor *b2, nad_tensor *y);
 
 /* ---- batched matrix product (core/ops/matmul.c) ----
    c = alpha * op(a) op(b) + beta * c, over matching leading (batch) dims, up to 3 of them.

@@ -35,6 +35,13 @@ void nad_free_aligned(void *p);
 /* y[i] = GELU(x[i]) for n contiguous floats, in the calling thread (y may be x): for operators
    that apply GELU to their output while it is in cache (activation.c). */
 void nad_gelu_span(const float *x, float *y, int64_t n);
+/* y rows = LayerNorm of x's `rows` rows of c floats (gamma g, beta b with their strides),
+   mean and rstd of each row written (rows floats each), in the calling thread: for operators
+   that normalise their input a few rows at a time (layernorm.c; nad_layernorm_forward's bits,
+   row by row) */
+void nad_layernorm_rows(const float *x, float *y, int64_t rows, int64_t c, const float *g,
+                        int64_t gs, const float *b, int64_t bs, float eps, float *mean,
+                        float *rstd);
 /* dx[i] = dy[i] GELU'(x[i]) likewise (dx may be dy): nad_gelu_backward's bits */
 void nad_gelu_grad_span(const float *x, const float *dy, float *dx, int64_t n);
 

@@ -80,6 +80,13 @@ ln_rows(const float *x, float *y, int64_t r0, int64_t r1, int64_t c, const float
     }
 }
 
+void nad_layernorm_rows(const float *x, float *y, int64_t rows, int64_t c, const float *g,
+                        int64_t gs, const float *b, int64_t bs, float eps, float *mean,
+                        float *rstd)
+{
+    ln_rows(x, y, 0, rows, c, g, gs, b, bs, eps, mean, rstd);
+}
+
 static int check_vec(const char *fn, const char *name, const nad_tensor *v, int64_t c)
 {
     int rc = nad_check_ndim(fn, name, v, 1);

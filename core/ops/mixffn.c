@@ -54,15 +54,48 @@ typedef struct ffn {
     int64_t ldw1, ldw2, bs1, bs2; /* weight row strides, bias strides */
     const float *taps, *bd;       /* depthwise taps [9][hd] and bias (contiguous) */
     float *y;
+    /* with the block's LayerNorm before fc1 (lg non-NULL): its gamma, beta and eps */
+    const float *lg, *lb;
+    int64_t lgs, lbs;
+    float eps;
 } ffn;
+
+/* A thread's work item: rows [lo, hi) across the batch. Computed in place (y = x) with an
+   image split between threads, the rows just outside an item belong to its neighbours, which
+   may write them first: copies taken before any item starts (above, below; NULL otherwise). */
+typedef struct item {
+    int64_t lo, hi;
+    const float *above, *below;
+} item;
+
+/* a thread's buffers: fc1's rows, the activations, the normalised input rows and their
+   statistics */
+typedef struct bufs {
+    float *hid, *act, *xn, *stats;
+} bufs;
+
+static const float *x_row(const ffn *f, const item *it, int64_t r)
+{
+    if (it && it->above && r < it->lo) return it->above;
+    if (it && it->below && r >= it->hi) return it->below;
+    return f->x + r * f->w * f->c;
+}
 
 /* The three steps on runs of map rows (W pixels each), rows counted across the batch. */
 
-/* hid = fc1 of the rows [first, first + rows) */
-static void fc1_rows(const ffn *f, int64_t first, int64_t rows, float *hid)
+/* hid = fc1 of the rows [first, first + rows), normalised first (into b->xn) where the block's
+   LayerNorm is fused in: its rows' bits, as the map's normalisation is row by row */
+static void fc1_rows(const ffn *f, const item *it, int64_t first, int64_t rows, const bufs *b)
 {
-    nad_gemm_nt_weights(rows * f->w, f->hd, f->c, f->x + first * f->w * f->c, f->c, f->w1,
-                        f->ldw1, f->b1, f->bs1, false, hid, f->hd);
+    const float *a = f->x + first * f->w * f->c;
+    if (f->lg) {
+        for (int64_t i = 0; i < rows; i++)
+            nad_layernorm_rows(x_row(f, it, first + i), b->xn + i * f->w * f->c, f->w, f->c,
+                               f->lg, f->lgs, f->lb, f->lbs, f->eps, b->stats, b->stats + f->w);
+        a = b->xn;
+    }
+    nad_gemm_nt_weights(rows * f->w, f->hd, f->c, a, f->c, f->w1, f->ldw1, f->b1, f->bs1, false,
+                        b->hid, f->hd);
 }
 
 /* act rows [q0, q1) = GELU(dw3x3(hid)), hid holding n maps of h rows; rows beyond them count
@@ -92,8 +125,10 @@ static void fc2_rows(const ffn *f, int64_t first, int64_t rows, const float *act
 
 /* Rows [h0, h1) of image n, a band at a time; hid holds B + 2 rows of fc1's output, act B + 1
    rows of activations (indexed like hid). */
-static void ffn_rows(const ffn *f, int64_t n, int64_t h0, int64_t h1, float *hid, float *act)
+static void ffn_rows(const ffn *f, const item *it, int64_t n, int64_t h0, int64_t h1,
+                     const bufs *b)
 {
+    float *hid = b->hid, *act = b->act;
     const int64_t row = f->w * f->hd, img = n * f->h;
     int64_t lo = h0 > 0 ? h0 - 1 : 0, have = 0; /* hid holds fc1 rows [lo, lo + have) */
     for (int64_t r0 = h0; r0 < h1; r0 += f->band) {
@@ -104,7 +139,11 @@ static void ffn_rows(const ffn *f, int64_t n, int64_t h0, int64_t h1, float *hid
             memmove(hid, hid + drop * row, (size_t)((have - drop) * row) * sizeof(float));
             have -= drop, lo = need_lo;
         }
-        if (lo + have < need_hi) fc1_rows(f, img + lo + have, need_hi - lo - have, hid + have * row);
+        if (lo + have < need_hi) {
+            bufs at = *b;
+            at.hid = hid + have * row;
+            fc1_rows(f, it, img + lo + have, need_hi - lo - have, &at);
+        }
         have = need_hi - lo;
         /* hid ends before the map does only one row past the band, which the conv reads */
         dw_gelu_rows(f, 1, have, r0 - lo, r1 - lo, hid, act);
@@ -115,19 +154,34 @@ static void ffn_rows(const ffn *f, int64_t n, int64_t h0, int64_t h1, float *hid
 /* Maps so small that all their hidden rows fit one band: the three steps over the whole batch
    at once, as the operators do them (the same products, so the same bits: a per-image product
    of fewer than 12 rows would go to OpenBLAS and round differently). */
-static void whole_batch(const ffn *f, int64_t n, float *hid, float *act)
+static void whole_batch(const ffn *f, int64_t n, const bufs *b)
 {
-    fc1_rows(f, 0, n * f->h, hid);
-    dw_gelu_rows(f, n, f->h, 0, n * f->h, hid, act);
-    fc2_rows(f, 0, n * f->h, act);
+    fc1_rows(f, NULL, 0, n * f->h, b);
+    dw_gelu_rows(f, n, f->h, 0, n * f->h, b->hid, b->act);
+    fc2_rows(f, 0, n * f->h, b->act);
 }
 
-int nad_mixffn_forward(nad_workspace *ws, const nad_tensor *x, const nad_tensor *w1,
-                       const nad_tensor *b1, const nad_tensor *wd, const nad_tensor *bd,
-                       const nad_tensor *w2, const nad_tensor *b2, const nad_tensor *r,
-                       nad_tensor *y)
+/* the block's LayerNorm before fc1, or none (ln NULL) */
+typedef struct ln_args {
+    float eps;
+    const nad_tensor *gamma, *beta;
+} ln_args;
+
+static int check_ln(const char *fn, const char *name, const nad_tensor *v, int64_t c)
 {
-    const char *fn = "mixffn_forward";
+    int rc = nad_check_tensor(fn, name, v);
+    if (rc || (rc = nad_check_ndim(fn, name, v, 1))) return rc;
+    if (v->size[0] != c)
+        return nad_fail(NAD_EINVAL, "%s: %s has %lld elements, expected %lld", fn, name,
+                        (long long)v->size[0], (long long)c);
+    return 0;
+}
+
+static int mixffn(const char *fn, nad_workspace *ws, const ln_args *ln, const nad_tensor *x,
+                  const nad_tensor *w1, const nad_tensor *b1, const nad_tensor *wd,
+                  const nad_tensor *bd, const nad_tensor *w2, const nad_tensor *b2,
+                  const nad_tensor *r, nad_tensor *y)
+{
     int rc = nad_check_tensor(fn, "x", x);
     if (rc || (rc = nad_check_contig(fn, "x", x)) || (rc = nad_check_ndim(fn, "x", x, 4)))
         return rc;
@@ -146,25 +200,44 @@ int nad_mixffn_forward(nad_workspace *ws, const nad_tensor *x, const nad_tensor 
         return nad_fail(NAD_EINVAL, "%s: wd is %s, expected [%lld,3,3,1]", fn,
                         nad_shape_str(wd, buf, sizeof buf), (long long)hd);
     }
+    if (ln) {
+        if ((rc = check_ln(fn, "gamma", ln->gamma, C)) || (rc = check_ln(fn, "beta", ln->beta, C)))
+            return rc;
+        if (!(ln->eps >= 0)) return nad_fail(NAD_EINVAL, "%s: eps = %g, expected >= 0", fn, ln->eps);
+    }
     if (r && ((rc = nad_check_tensor(fn, "r", r)) || (rc = nad_check_contig(fn, "r", r)) ||
               (rc = nad_check_same_shape(fn, "r", r, "x", x))))
         return rc;
     if ((rc = nad_check_tensor(fn, "y", y))) return rc;
-    if (nad_tensor_same_storage(x, y) || (r && r != y && nad_tensor_same_storage(r, y)))
+    /* in place (y = x = r) only with the LayerNorm fused in, which reads x a row at a time */
+    const bool in_place = ln && y == x;
+    if ((!in_place && nad_tensor_same_storage(x, y)) ||
+        (r && r != y && nad_tensor_same_storage(r, y)))
         return nad_fail(NAD_EINVAL, "%s: y must not share storage with x (or with r, unless it is r)", fn);
 
     const int threads = omp_get_max_threads();
     const int64_t row = W > 0 ? W * hd : 1;
     f.band = BAND_FLOATS / row - 2 > MIN_BAND ? BAND_FLOATS / row - 2 : MIN_BAND;
-    const int64_t per_thread = 2 * (f.band + 2) * row;
-    size_t floats = (size_t)(9 * hd + hd + threads * per_thread);
+    const bool whole = N * H * row <= BAND_FLOATS; /* the whole batch is one band */
+    /* per thread: hid and act, B + 2 rows each; the normalised rows fc1 reads (the whole
+       batch's in one band) and two statistics per pixel of a row */
+    const int64_t xn_floats = ln ? (whole ? N * H : f.band + 2) * W * C : 0;
+    const int64_t per_thread = 2 * (f.band + 2) * row + xn_floats + (ln ? 2 * W : 0);
+    /* work items: whole images, or each image in `parts` row ranges when there are fewer
+       images than threads (each range computes one fc1 row above it again) */
+    const int64_t parts = N < threads ? (threads + N - 1) / N : 1;
+    const int64_t items = N * (parts < H ? parts : H);
+    const int64_t per_image = items / N;
+    const bool halos = in_place && per_image > 1 && !whole;
+    size_t floats = (size_t)(9 * hd + hd + threads * per_thread + (halos ? items * 2 * W * C : 0));
     float *base = nad_workspace_get(ws, floats * sizeof(float));
     if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
     if ((rc = nad_resize_as(y, x)) || (rc = nad_check_contig(fn, "y", y))) return rc;
     if (nad_numel(x) == 0) return 0;
 
     geom g = {.co = hd, .k = 3};
-    float *taps = base, *bias = base + 9 * hd, *bufs = base + 10 * hd;
+    float *taps = base, *bias = base + 9 * hd, *bufs0 = base + 10 * hd;
+    float *halo = bufs0 + threads * per_thread;
     nad_dw_pack_taps(&g, wd, taps);
     if (bd)
         for (int64_t c = 0; c < hd; c++) bias[c] = nad_data(bd)[c * bd->stride[0]];
@@ -172,22 +245,54 @@ int nad_mixffn_forward(nad_workspace *ws, const nad_tensor *x, const nad_tensor 
     f.w1 = nad_data(w1), f.w2 = nad_data(w2), f.taps = taps, f.bd = bd ? bias : NULL;
     f.b1 = b1 ? nad_data(b1) : NULL, f.bs1 = b1 ? b1->stride[0] : 0;
     f.b2 = b2 ? nad_data(b2) : NULL, f.bs2 = b2 ? b2->stride[0] : 0;
+    if (ln) {
+        f.lg = nad_data(ln->gamma), f.lgs = ln->gamma->stride[0], f.eps = ln->eps;
+        f.lb = nad_data(ln->beta), f.lbs = ln->beta->stride[0];
+    }
 
-    if (N * H * row <= BAND_FLOATS) { /* the whole batch is one band: */
-        whole_batch(&f, N, bufs, bufs + per_thread / 2);
+    if (whole) {
+        bufs b = {bufs0, bufs0 + (f.band + 2) * row, bufs0 + 2 * (f.band + 2) * row,
+                  bufs0 + 2 * (f.band + 2) * row + xn_floats};
+        whole_batch(&f, N, &b);
         return 0;
     }
-    /* work items: whole images, or each image in `parts` row ranges when there are fewer
-       images than threads (each range computes one fc1 row above it again) */
-    const int64_t parts = N < threads ? (threads + N - 1) / N : 1;
-    const int64_t items = N * (parts < H ? parts : H);
-    const int64_t per_image = items / N;
+    const int64_t rowc = W * C;
+    if (halos) /* the rows around each item, before any item writes y over x */
+        for (int64_t it = 0; it < items; it++) {
+            const int64_t n = it / per_image, p = it % per_image;
+            const int64_t h0 = H * p / per_image, h1 = H * (p + 1) / per_image;
+            if (h0 > 0) memcpy(halo + 2 * it * rowc, f.x + (n * H + h0 - 1) * rowc, (size_t)rowc * sizeof(float));
+            if (h1 < H) memcpy(halo + (2 * it + 1) * rowc, f.x + (n * H + h1) * rowc, (size_t)rowc * sizeof(float));
+        }
     const double fmas = (double)N * H * W * hd * (2.0 * C + 9.0);
     #pragma omp parallel for schedule(static) if (fmas > NAD_PAR_FMAS && items > 1)
     for (int64_t it = 0; it < items; it++) {
-        float *hid = bufs + omp_get_thread_num() * per_thread, *act = hid + per_thread / 2;
+        float *mine = bufs0 + omp_get_thread_num() * per_thread;
+        bufs b = {mine, mine + (f.band + 2) * row, mine + 2 * (f.band + 2) * row,
+                  mine + 2 * (f.band + 2) * row + xn_floats};
         const int64_t n = it / per_image, p = it % per_image;
-        ffn_rows(&f, n, H * p / per_image, H * (p + 1) / per_image, hid, act);
+        const int64_t h0 = H * p / per_image, h1 = H * (p + 1) / per_image;
+        item t = {n * H + h0, n * H + h1, NULL, NULL};
+        if (halos) t.above = halo + 2 * it * rowc, t.below = halo + (2 * it + 1) * rowc;
+        ffn_rows(&f, &t, n, h0, h1, &b);
     }
     return 0;
+}
+
+int nad_mixffn_forward(nad_workspace *ws, const nad_tensor *x, const nad_tensor *w1,
+                       const nad_tensor *b1, const nad_tensor *wd, const nad_tensor *bd,
+                       const nad_tensor *w2, const nad_tensor *b2, const nad_tensor *r,
+                       nad_tensor *y)
+{
+    return mixffn("mixffn_forward", ws, NULL, x, w1, b1, wd, bd, w2, b2, r, y);
+}
+
+int nad_mixffn_ln_forward(nad_workspace *ws, float eps, const nad_tensor *gamma,
+                          const nad_tensor *beta, const nad_tensor *x, const nad_tensor *w1,
+                          const nad_tensor *b1, const nad_tensor *wd, const nad_tensor *bd,
+                          const nad_tensor *w2, const nad_tensor *b2, nad_tensor *y)
+{
+    if (!gamma || !beta) return nad_fail(NAD_EINVAL, "mixffn_ln_forward: gamma or beta is NULL");
+    ln_args ln = {eps, gamma, beta};
+    return mixffn("mixffn_ln_forward", ws, &ln, x, w1, b1, wd, bd, w2, b2, x, y);
 }

@@ -130,3 +130,65 @@ Test(mixffn, rejects_bad_arguments_by_name)
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) nad_tensor_free(ts[i]);
     nad_workspace_free(ws);
 }
+
+/* with the block's LayerNorm fused in (nad_mixffn_ln_forward): the bits of layernorm_forward
+   then mixffn_forward with r = x, into a fresh y and in place, in one band, across bands,
+   whole images to threads and images split between 2 and 3 threads (the rows around each
+   range copied before it is overwritten), strided gamma and beta */
+Test(mixffn, layernorm_fused_keeps_the_bits_in_place_and_not)
+{
+    static const int64_t cs[][6] = { /* n, h, w, c, hd, threads */
+        {2, 9, 7, 8, 32, 1},  {1, 30, 40, 32, 256, 2}, {1, 31, 40, 32, 256, 3},
+        {2, 20, 50, 32, 256, 2}, {3, 14, 20, 16, 128, 2},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        const int64_t n = cs[i][0], h = cs[i][1], w = cs[i][2], c = cs[i][3], hd = cs[i][4];
+        nad_set_num_threads((int32_t)cs[i][5]);
+        nad_rng rng;
+        nad_rng_init(&rng, 60 + i);
+        nad_workspace *ws = nad_workspace_new(0);
+        nad_tensor *x = tc_rand(&rng, TC_SIZES(n, h, w, c)), *gb = tc_rand(&rng, TC_SIZES(c, 2));
+        nad_tensor *g = nad_tensor_narrow(gb, 1, 0, 1), *b = nad_tensor_narrow(gb, 1, 1, 1);
+        int64_t cc = c;
+        nad_tensor *gamma = nad_tensor_reshape(g, 1, &cc), *beta = nad_tensor_reshape(b, 1, &cc);
+        if (!gamma) { /* a strided [c] view: the diagonal of a [c, c] matrix */
+            nad_tensor_free(g), nad_tensor_free(b);
+            g = tc_rand(&rng, TC_SIZES(c, c)), b = tc_rand(&rng, TC_SIZES(c, c));
+            gamma = nad_tensor_diagonal(g, 0, 1), beta = nad_tensor_diagonal(b, 0, 1);
+        }
+        nad_tensor *w1 = tc_rand(&rng, TC_SIZES(hd, c)), *b1 = tc_rand(&rng, TC_SIZES(hd));
+        nad_tensor *wd = tc_rand(&rng, TC_SIZES(hd, 3, 3, 1)), *bd = tc_rand(&rng, TC_SIZES(hd));
+        nad_tensor *w2 = tc_rand(&rng, TC_SIZES(c, hd)), *b2 = tc_rand(&rng, TC_SIZES(c));
+        nad_tensor *a = tc_empty(), *mean = tc_empty(), *rstd = tc_empty(), *want = tc_empty();
+        cr_assert_eq(nad_layernorm_forward(1e-6f, x, gamma, beta, a, mean, rstd), 0, "%s", nad_last_error());
+        cr_assert_eq(nad_mixffn_forward(ws, a, w1, b1, wd, bd, w2, b2, x, want), 0, "%s", nad_last_error());
+        nad_tensor *y = tc_empty(), *xc = tc_zeros(TC_SIZES(n, h, w, c));
+        cr_assert_eq(nad_tensor_copy(xc, x), 0);
+        cr_assert_eq(nad_mixffn_ln_forward(ws, 1e-6f, gamma, beta, x, w1, b1, wd, bd, w2, b2, y),
+                     0, "%s", nad_last_error());
+        cr_assert_eq(nad_mixffn_ln_forward(ws, 1e-6f, gamma, beta, xc, w1, b1, wd, bd, w2, b2, xc),
+                     0, "%s", nad_last_error());
+        const size_t bytes = (size_t)nad_tensor_numel(x) * sizeof(float);
+        cr_assert(!memcmp(nad_tensor_data(y), nad_tensor_data(want), bytes), "case %zu, fresh y", i);
+        cr_assert(!memcmp(nad_tensor_data(xc), nad_tensor_data(want), bytes), "case %zu, in place", i);
+        nad_tensor *ts[] = {x, gb, g, b, gamma, beta, w1, b1, wd, bd, w2, b2, a, mean, rstd, want, y, xc};
+        for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) nad_tensor_free(ts[j]);
+        nad_workspace_free(ws);
+    }
+    nad_set_num_threads(1);
+    nad_rng rng;
+    nad_rng_init(&rng, 70);
+    nad_workspace *ws = nad_workspace_new(0);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(1, 4, 4, 8)), *g5 = tc_rand(&rng, TC_SIZES(5));
+    nad_tensor *g8 = tc_rand(&rng, TC_SIZES(8)), *w1 = tc_rand(&rng, TC_SIZES(16, 8));
+    nad_tensor *wd = tc_rand(&rng, TC_SIZES(16, 3, 3, 1)), *w2 = tc_rand(&rng, TC_SIZES(8, 16));
+    nad_tensor *y = tc_empty();
+    cr_assert_eq(nad_mixffn_ln_forward(ws, 1e-6f, g5, g8, x, w1, NULL, wd, NULL, w2, NULL, y), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "mixffn_ln_forward: gamma has 5 elements, expected 8");
+    cr_assert_eq(nad_mixffn_ln_forward(ws, 1e-6f, NULL, g8, x, w1, NULL, wd, NULL, w2, NULL, y), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "mixffn_ln_forward: gamma or beta is NULL");
+    cr_assert_eq(nad_mixffn_ln_forward(ws, -1.0f, g8, g8, x, w1, NULL, wd, NULL, w2, NULL, y), NAD_EINVAL);
+    nad_tensor *ts[] = {x, g5, g8, w1, wd, w2, y};
+    for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) nad_tensor_free(ts[j]);
+    nad_workspace_free(ws);
+}

@@ -102,13 +102,13 @@ function Block:forward(x, rng)
     if FUSED and not self.grad_enabled and not self.training then
         -- inference, in place on x (dead after this block; nothing is kept for a backward,
         -- which Supernet:backward refuses): the mixer's proj adds into x in its product's pass,
-        -- then the Mix-FFN and its residual add run in row bands (mixffn.c), the hidden maps
-        -- never whole
+        -- then LN2, the Mix-FFN and its residual add run in row bands (mixffn.c), the
+        -- normalised and hidden maps never whole
         local x1 = self.mixer:forward(a1, x)
-        local a2 = self.norm2:forward(x1)
-        local fc1, dw, fc2 = self.fc1.v, self.dw.v, self.fc2.v
-        check(C.nad_mixffn_forward(workspace, a2, fc1.w.value, fc1.b and fc1.b.value, dw.w.value,
-            dw.b and dw.b.value, fc2.w.value, fc2.b and fc2.b.value, x1, x1))
+        local n2, fc1, dw, fc2 = self.norm2.v, self.fc1.v, self.dw.v, self.fc2.v
+        check(C.nad_mixffn_ln_forward(workspace, self.norm2.eps, n2.g.value, n2.b.value, x1,
+            fc1.w.value, fc1.b and fc1.b.value, dw.w.value, dw.b and dw.b.value, fc2.w.value,
+            fc2.b and fc2.b.value, x1))
         return x1
     end
     local m = self.mixer:forward(a1)
