@@ -167,16 +167,6 @@ typedef struct ln_args {
     const nad_tensor *gamma, *beta;
 } ln_args;
 
-static int check_ln(const char *fn, const char *name, const nad_tensor *v, int64_t c)
-{
-    int rc = nad_check_tensor(fn, name, v);
-    if (rc || (rc = nad_check_ndim(fn, name, v, 1))) return rc;
-    if (v->size[0] != c)
-        return nad_fail(NAD_EINVAL, "%s: %s has %lld elements, expected %lld", fn, name,
-                        (long long)v->size[0], (long long)c);
-    return 0;
-}
-
 static int mixffn(const char *fn, nad_workspace *ws, const ln_args *ln, const nad_tensor *x,
                   const nad_tensor *w1, const nad_tensor *b1, const nad_tensor *wd,
                   const nad_tensor *bd, const nad_tensor *w2, const nad_tensor *b2,
@@ -201,7 +191,7 @@ static int mixffn(const char *fn, nad_workspace *ws, const ln_args *ln, const na
                         nad_shape_str(wd, buf, sizeof buf), (long long)hd);
     }
     if (ln) {
-        if ((rc = check_ln(fn, "gamma", ln->gamma, C)) || (rc = check_ln(fn, "beta", ln->beta, C)))
+        if ((rc = check_bias(fn, "gamma", ln->gamma, C)) || (rc = check_bias(fn, "beta", ln->beta, C)))
             return rc;
         if (!(ln->eps >= 0)) return nad_fail(NAD_EINVAL, "%s: eps = %g, expected >= 0", fn, ln->eps);
     }
