@@ -237,6 +237,12 @@ int nad_layernorm_forward(float eps, const nad_tensor *x, const nad_tensor *gamm
 int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const nad_tensor *mean,
                            const nad_tensor *rstd, const nad_tensor *dy, nad_tensor *dx,
                            nad_tensor *dgamma, nad_tensor *dbeta);
+/* The same with a residual branch's add in its pass: dx = r + (the gradient at x), the bits of
+   nad_layernorm_backward then nad_add(1, r, 1, ., dx). r [same shape as x] may be dx itself. */
+int nad_layernorm_backward_add(const nad_tensor *x, const nad_tensor *gamma,
+                               const nad_tensor *mean, const nad_tensor *rstd,
+                               const nad_tensor *dy, const nad_tensor *r, nad_tensor *dx,
+                               nad_tensor *dgamma, nad_tensor *dbeta);
 
 /* ---- group norm, channels-last (core/ops/groupnorm.c) ----
    x[N,H,W,C], C divisible by groups; statistics per (sample, group) over H*W*C/groups values.

@@ -171,29 +171,37 @@ ln_row_means(const float *x, const float *dy, int64_t c, const float *g, int64_t
     *k2 = lanes_total(a2) / (float)c;
 }
 
+/* dx = the row's gradient, or res + it (a residual branch's add in the same pass: the bits of
+   the add after it, as this file keeps multiplies and adds apart) */
 static inline __attribute__((always_inline)) void
-ln_row_dx(const float *x, const float *dy, float *dx, int64_t c, const float *g, int64_t gs,
-          float m, float r, float k1, float k2)
+ln_row_dx(const float *x, const float *dy, const float *res, float *dx, int64_t c,
+          const float *g, int64_t gs, float m, float r, float k1, float k2)
 {
-    for (int64_t j = 0; j < c; j++) dx[j] = r * (dy[j] * g[j * gs] - k1 - (x[j] - m) * r * k2);
+    if (res)
+        for (int64_t j = 0; j < c; j++)
+            dx[j] = res[j] + r * (dy[j] * g[j * gs] - k1 - (x[j] - m) * r * k2);
+    else
+        for (int64_t j = 0; j < c; j++) dx[j] = r * (dy[j] * g[j * gs] - k1 - (x[j] - m) * r * k2);
 }
 
-/* as ln_rows: the rows' sums first, then their dx (dx may be dy: a row's sums are made before
-   its dx is written) */
+/* as ln_rows: the rows' sums first, then their dx (dx may be dy or res: a row's sums are made
+   before its dx is written) */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-ln_rows_backward(const float *x, const float *dy, float *dx, int64_t r0, int64_t r1, int64_t c,
-                 const float *g, int64_t gs, const float *mean, const float *rstd)
+ln_rows_backward(const float *x, const float *dy, const float *res, float *dx, int64_t r0,
+                 int64_t r1, int64_t c, const float *g, int64_t gs, const float *mean,
+                 const float *rstd)
 {
     float k1[ROWS], k2[ROWS];
     for (int64_t r = r0; r < r1; r++)
         ln_row_means(x + r * c, dy + r * c, c, g, gs, mean[r], rstd[r], &k1[r - r0], &k2[r - r0]);
     for (int64_t r = r0; r < r1; r++) {
+        const float *rr = res ? res + r * c : NULL;
         if (gs == 1 || c == 1)
-            ln_row_dx(x + r * c, dy + r * c, dx + r * c, c, g, 1, mean[r], rstd[r], k1[r - r0],
-                      k2[r - r0]);
+            ln_row_dx(x + r * c, dy + r * c, rr, dx + r * c, c, g, 1, mean[r], rstd[r],
+                      k1[r - r0], k2[r - r0]);
         else
-            ln_row_dx(x + r * c, dy + r * c, dx + r * c, c, g, gs, mean[r], rstd[r], k1[r - r0],
-                      k2[r - r0]);
+            ln_row_dx(x + r * c, dy + r * c, rr, dx + r * c, c, g, gs, mean[r], rstd[r],
+                      k1[r - r0], k2[r - r0]);
     }
 }
 
@@ -213,11 +221,10 @@ ln_param_sums(const float *x, const float *dy, const float *mean, const float *r
     }
 }
 
-int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const nad_tensor *mean,
-                           const nad_tensor *rstd, const nad_tensor *dy, nad_tensor *dx,
-                           nad_tensor *dgamma, nad_tensor *dbeta)
+static int backward(const char *fn, const nad_tensor *x, const nad_tensor *gamma,
+                    const nad_tensor *mean, const nad_tensor *rstd, const nad_tensor *dy,
+                    const nad_tensor *res, nad_tensor *dx, nad_tensor *dgamma, nad_tensor *dbeta)
 {
-    const char *fn = "layernorm_backward";
     int64_t rows, c;
     int rc = check_x(fn, x, &rows, &c);
     if (rc || (rc = check_vec(fn, "gamma", gamma, c))) return rc;
@@ -234,7 +241,9 @@ int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const n
     if ((dgamma && (rc = check_vec(fn, "dgamma", dgamma, c))) ||
         (dbeta && (rc = check_vec(fn, "dbeta", dbeta, c))))
         return rc;
-    if (dx && dx != dy && (rc = nad_resize_as(dx, x))) return rc;
+    if (res && ((rc = nad_check_contig(fn, "r", res)) || (rc = nad_check_same_shape(fn, "r", res, "x", x))))
+        return rc;
+    if (dx && dx != dy && dx != res && (rc = nad_resize_as(dx, x))) return rc;
 
     const float *xd = nad_data(x), *g = nad_data(gamma), *gd = nad_data(dy);
     const float *md = nad_data(mean), *rd = nad_data(rstd);
@@ -261,8 +270,26 @@ int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const n
         #pragma omp parallel for schedule(static) if (rows * c > NAD_PAR_FLOATS / 2)
         for (int64_t rb = 0; rb < nrb; rb++) {
             int64_t r0 = rb * ROWS, r1 = r0 + ROWS < rows ? r0 + ROWS : rows;
-            ln_rows_backward(xd, gd, o, r0, r1, c, g, gs, md, rd);
+            ln_rows_backward(xd, gd, res ? nad_data(res) : NULL, o, r0, r1, c, g, gs, md, rd);
         }
     }
     return 0;
+}
+
+int nad_layernorm_backward(const nad_tensor *x, const nad_tensor *gamma, const nad_tensor *mean,
+                           const nad_tensor *rstd, const nad_tensor *dy, nad_tensor *dx,
+                           nad_tensor *dgamma, nad_tensor *dbeta)
+{
+    return backward("layernorm_backward", x, gamma, mean, rstd, dy, NULL, dx, dgamma, dbeta);
+}
+
+int nad_layernorm_backward_add(const nad_tensor *x, const nad_tensor *gamma,
+                               const nad_tensor *mean, const nad_tensor *rstd,
+                               const nad_tensor *dy, const nad_tensor *r, nad_tensor *dx,
+                               nad_tensor *dgamma, nad_tensor *dbeta)
+{
+    const char *fn = "layernorm_backward_add";
+    if (!r || !dx) return nad_fail(NAD_EINVAL, "%s: r or dx is NULL", fn);
+    int rc = nad_check_tensor(fn, "r", r);
+    return rc ? rc : backward(fn, x, gamma, mean, rstd, dy, r, dx, dgamma, dbeta);
 }

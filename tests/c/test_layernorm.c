@@ -199,3 +199,47 @@ Test(layernorm, parallel_paths_do_not_depend_on_thread_count)
     nad_tensor *all[] = {x, dy, g, b, y[0], y[1], dx[0], dx[1], dg[0], dg[1], m, r, want, wm, wr};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) nad_tensor_free(all[i]);
 }
+
+/* backward_add: dx = r + the gradient, the bits of backward then add (r fresh, r = dx in
+   place; rows across the row blocks, a channel count with a remainder); a missing or
+   misshapen r is refused by name */
+Test(layernorm, backward_add_is_backward_then_add)
+{
+    static const int64_t shapes[][2] = {{70, 35}, {3, 64}, {129, 8}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int64_t rows = shapes[i][0], c = shapes[i][1];
+        nad_rng rng;
+        nad_rng_init(&rng, 30 + i);
+        nad_tensor *x = tc_rand(&rng, TC_SIZES(rows, c)), *g = tc_rand(&rng, TC_SIZES(c));
+        nad_tensor *b = tc_rand(&rng, TC_SIZES(c)), *dy = tc_rand(&rng, TC_SIZES(rows, c));
+        nad_tensor *r = tc_rand(&rng, TC_SIZES(rows, c)), *y = tc_empty(), *m = tc_empty();
+        nad_tensor *s = tc_empty(), *dx = tc_empty(), *want = tc_empty(), *got = tc_empty();
+        nad_tensor *dg = tc_zeros(TC_SIZES(c)), *db = tc_zeros(TC_SIZES(c));
+        nad_tensor *dg2 = tc_zeros(TC_SIZES(c)), *db2 = tc_zeros(TC_SIZES(c));
+        cr_assert_eq(nad_layernorm_forward(1e-5f, x, g, b, y, m, s), 0, "%s", nad_last_error());
+        cr_assert_eq(nad_layernorm_backward(x, g, m, s, dy, dx, dg, db), 0, "%s", nad_last_error());
+        cr_assert_eq(nad_add(1, r, 1, dx, want), 0);
+        cr_assert_eq(nad_layernorm_backward_add(x, g, m, s, dy, r, got, dg2, db2), 0, "%s",
+                     nad_last_error());
+        const size_t bytes = (size_t)(rows * c) * sizeof(float);
+        cr_assert(!memcmp(nad_tensor_data(got), nad_tensor_data(want), bytes), "fresh, case %zu", i);
+        cr_assert(!memcmp(nad_tensor_data(dg2), nad_tensor_data(dg), (size_t)c * sizeof(float)));
+        cr_assert(!memcmp(nad_tensor_data(db2), nad_tensor_data(db), (size_t)c * sizeof(float)));
+        cr_assert_eq(nad_layernorm_backward_add(x, g, m, s, dy, r, r, NULL, NULL), 0, "%s",
+                     nad_last_error());
+        cr_assert(!memcmp(nad_tensor_data(r), nad_tensor_data(want), bytes), "in place, case %zu", i);
+        nad_tensor *ts[] = {x, g, b, dy, r, y, m, s, dx, want, got, dg, db, dg2, db2};
+        for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) nad_tensor_free(ts[j]);
+    }
+    nad_rng rng;
+    nad_rng_init(&rng, 39);
+    nad_tensor *x = tc_rand(&rng, TC_SIZES(4, 8)), *g = tc_rand(&rng, TC_SIZES(8)), *y = tc_empty();
+    nad_tensor *m = tc_empty(), *s = tc_empty(), *bad = tc_rand(&rng, TC_SIZES(4, 7)), *dx = tc_empty();
+    cr_assert_eq(nad_layernorm_forward(1e-5f, x, g, g, y, m, s), 0);
+    cr_assert_eq(nad_layernorm_backward_add(x, g, m, s, x, NULL, dx, NULL, NULL), NAD_EINVAL);
+    cr_assert_str_eq(nad_last_error(), "layernorm_backward_add: r or dx is NULL");
+    cr_assert_eq(nad_layernorm_backward_add(x, g, m, s, x, bad, dx, NULL, NULL), NAD_EINVAL);
+    cr_assert(strstr(nad_last_error(), "layernorm_backward_add: r"));
+    nad_tensor *ts[] = {x, g, y, m, s, bad, dx};
+    for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) nad_tensor_free(ts[j]);
+}

@@ -139,12 +139,12 @@ function Block:backward(x, dy)
         dh = self.dw:backward(self.fc1.y, self.dact)
     end
     local da2 = self.fc1:backward(self.norm2.y, dh)
-    check(C.nad_add(1, dy, 1, self.norm2:backward(self.x1, da2), self.dx1))
+    self.norm2:backward_add(self.x1, da2, dy, self.dx1)
     -- first residual
     local dm = self.dx1
     if self.dropped then check(C.nad_droppath_backward(self.mask1, self.dx1, self.dm)); dm = self.dm end
     local da1 = self.mixer:backward(self.norm1.y, dm)
-    check(C.nad_add(1, self.dx1, 1, self.norm1:backward(x, da1), self.dx))
+    self.norm1:backward_add(x, da1, self.dx1, self.dx)
     return self.dx
 end
 

@@ -201,6 +201,14 @@ function LayerNorm:backward(x, dy)
     return self.dx
 end
 
+--- out = r + the gradient at x (a residual branch's add in the same pass); out may be r.
+function LayerNorm:backward_add(x, dy, r, out)
+    local v = self.v
+    check(C.nad_layernorm_backward_add(x, v.g.value, self.mean, self.rstd, dy, r, out, v.g.grad,
+        v.b.grad))
+    return out
+end
+
 ---------------------------------------------------------------------------------------------
 -- GroupNorm (channels-last) followed by ReLU: the decoder's unit after every conv. The ReLU
 -- runs in place on the GroupNorm's output (its backward reads y: y > 0 exactly where the
