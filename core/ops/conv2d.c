@@ -323,7 +323,7 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
 
     if (g.path == PATH_DEPTHWISE) {
         float *wt = base + o_w;
-        nad_dw_pack_taps(&g, w, wt);
+        nad_dw_pack_taps(&g, w, false, wt);
         const int64_t row = g.wo * g.co;
         #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
         for (int64_t q = 0; q < g.n * g.ho; q++) {
@@ -555,16 +555,12 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         /* dx[hi, wi, c] = sum dy[ho, wo, c] w[c, tap]; dw[c, tap] += sum dy[ho, wo, c] x[hi, wi, c] */
         if (dx) {
             float *wt = base + o_w;
-            nad_dw_pack_taps(&g, w, wt);
-            if (g.s == 1 && g.pad <= g.d * (g.k - 1)) {
+            const bool as_conv = g.s == 1 && g.pad <= g.d * (g.k - 1);
+            nad_dw_pack_taps(&g, w, as_conv, wt);
+            if (as_conv) {
                 /* stride 1: dx is dy's depthwise conv with the taps turned by 180 degrees and
                    padding d (K - 1) - pad, so the forward's rows make it with their sums in
                    registers (the gather below keeps them in memory: 2x slower) */
-                for (int64_t tap = 0; tap < g.kk / 2; tap++)
-                    for (int64_t c = 0; c < g.co; c++) {
-                        float *a = wt + tap * g.co + c, *b = wt + (g.kk - 1 - tap) * g.co + c, v = *a;
-                        *a = *b, *b = v;
-                    }
                 geom t = nad_conv_transposed(&g);
                 #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
                 for (int64_t pr = 0; pr < g.n * g.h; pr++) nad_dw_forward_row(&t, dyd, wt, NULL, pr, dxd);
@@ -584,21 +580,7 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
                 for (int64_t q = nq * t / nparts; q < nq * (t + 1) / nparts; q++)
                     nad_dw_dw_row(&g, xd, dyd + q * g.wo * g.co, q, a, s);
             }
-            for (int64_t t = 1; t < nparts; t++) {
-                for (int64_t i = 0; pw && i < g.kk * g.co; i++) pw[i] += pw[t * g.kk * g.co + i];
-                for (int64_t i = 0; pb && i < g.co; i++) pb[i] += pb[t * g.co + i];
-            }
-            if (dw) {
-                float *o = nad_data(dw);
-                for (int64_t c = 0; c < g.co; c++)
-                    for (int64_t kh = 0; kh < g.k; kh++)
-                        for (int64_t kw = 0; kw < g.k; kw++)
-                            o[w_off(dw, c, kh, kw, 0)] += pw[(kh * g.k + kw) * g.co + c];
-            }
-            if (db) {
-                float *o = nad_data(db);
-                for (int64_t c = 0; c < g.co; c++) o[c * db->stride[0]] += pb[c];
-            }
+            nad_dw_add_parts(&g, nparts, pw, pb, dw, db);
         }
         return 0;
     }

@@ -71,8 +71,12 @@ static inline void taps_inside(const geom *g, int64_t o, int64_t size, int64_t *
 }
 
 /* Depthwise (groups = Ci = Co). Weights are packed as wt[K*K][C] (taps major, channels
-   contiguous). Rows are independent, so callers run them in parallel. */
-void nad_dw_pack_taps(const geom *g, const nad_tensor *w, float *wt);
+   contiguous), turned by 180 degrees for the input gradient of a stride-1 conv (a conv of dy). Rows are independent, so callers run them in parallel. */
+void nad_dw_pack_taps(const geom *g, const nad_tensor *w, bool turned, float *wt);
+/* The weight-gradient rows' per-part sums, pw [nparts][K*K][C] and pb [nparts][C] (either may
+   be NULL), added in part order and then into dw and db (any views). */
+void nad_dw_add_parts(const geom *g, int64_t nparts, float *pw, float *pb, nad_tensor *dw,
+                      nad_tensor *db);
 /* y row q = (n, ho): y[wo][c] = bias[c] + sum over taps of x[hi][wi][c] wt[tap][c] */
 void nad_dw_forward_row(const geom *g, const float *x, const float *wt, const float *bias,
                         int64_t q, float *y);

@@ -6,23 +6,52 @@
 #include "conv2d.h"
 #include <string.h>
 
-void nad_dw_pack_taps(const geom *g, const nad_tensor *w, float *wt)
+void nad_dw_pack_taps(const geom *g, const nad_tensor *w, bool turned, float *wt)
 {
     const float *src = nad_data(w);
     for (int64_t c = 0; c < g->co; c++)
         for (int64_t kh = 0; kh < g->k; kh++)
-            for (int64_t kw = 0; kw < g->k; kw++)
-                wt[(kh * g->k + kw) * g->co + c] = src[w_off(w, c, kh, kw, 0)];
+            for (int64_t kw = 0; kw < g->k; kw++) {
+                const int64_t tap = kh * g->k + kw;
+                wt[(turned ? g->kk - 1 - tap : tap) * g->co + c] = src[w_off(w, c, kh, kw, 0)];
+            }
 }
 
-/* Asks for a whole map row (into L2) one output row ahead. On whole maps (training's batch
-   of 8) each output row first reads a new input row, C floats a pixel in strides the hardware
-   prefetcher follows too late: one core then drew 8 GB/s and the forward took 3x a plain
-   copy's time (8x50x50x128: 3.2 -> 2.3-2.5 ms with this). Inside the Mix-FFN bands the rows
-   are in cache already and this costs nothing measurable. (The same in the backward rows
-   measured no faster.) */
-static inline void prefetch_row(const float *row, int64_t floats)
+void nad_dw_add_parts(const geom *g, int64_t nparts, float *pw, float *pb, nad_tensor *dw,
+                      nad_tensor *db)
 {
+    const int64_t c = g->co;
+    for (int64_t t = 1; t < nparts; t++) {
+        for (int64_t i = 0; pw && i < g->kk * c; i++) pw[i] += pw[t * g->kk * c + i];
+        for (int64_t i = 0; pb && i < c; i++) pb[i] += pb[t * c + i];
+    }
+    if (dw) {
+        float *o = nad_data(dw);
+        for (int64_t ch = 0; ch < c; ch++)
+            for (int64_t kh = 0; kh < g->k; kh++)
+                for (int64_t kw = 0; kw < g->k; kw++)
+                    o[w_off(dw, ch, kh, kw, 0)] += pw[(kh * g->k + kw) * c + ch];
+    }
+    if (db) {
+        float *o = nad_data(db);
+        for (int64_t ch = 0; ch < c; ch++) o[ch * db->stride[0]] += pb[ch];
+    }
+}
+
+/* Asks for the input row that output row q + 1 reads first (its last tap row), whole, into
+   L2, one output row ahead. On whole maps (training's batch of 8) each output row first reads
+   a new input row, C floats a pixel in strides the hardware prefetcher follows too late: one
+   core then drew 8 GB/s and the forward took 3x a plain copy's time (8x50x50x128: 3.2 ->
+   2.3-2.5 ms with this); the weight gradient's rows gained too (in conv2d_gelu_backward.c,
+   5.5-5.8 -> 5.35-5.46 ms), the input gradient's gather did not. Inside the Mix-FFN bands the
+   rows are in cache already and this costs nothing measurable. */
+static inline __attribute__((always_inline)) void prefetch_next_row(const geom *g,
+                                                                    const float *x, int64_t q)
+{
+    const int64_t n = q / g->ho, next = q % g->ho * g->s - g->pad + (g->k - 1) * g->d + g->s;
+    if (next >= g->h) return;
+    const int64_t floats = g->w * g->ci;
+    const float *row = x + (n * g->h + next) * floats;
     for (int64_t i = 0; i < floats; i += 16) __builtin_prefetch(row + i, 0, 2);
 }
 
@@ -99,9 +128,7 @@ nad_dw_forward_row(const geom *g, const float *x, const float *wt, const float *
     const int64_t row0 = (n * g->h + ho * g->s - g->pad) * g->w;
     int64_t kh0, kh1, wo = 0;
     taps_inside(g, ho, g->h, &kh0, &kh1);
-    /* the input row the next output row reads first (its last tap row) */
-    const int64_t next = ho * g->s - g->pad + (g->k - 1) * g->d + g->s;
-    if (next < g->h) prefetch_row(x + (n * g->h + next) * g->w * c, g->w * c);
+    prefetch_next_row(g, x, q);
     if (g->k == 3 && g->s == 1 && g->d == 1 && c >= VL) {
         /* outputs whose three columns lie inside: pad <= wo <= w - 3 + pad */
         const int64_t lo = g->pad < g->wo ? g->pad : g->wo;
@@ -205,14 +232,11 @@ dw3_grad_strip(const geom *g, const float *x, const float *dyr, int64_t row0, in
 __attribute__((target_clones("avx512f", "avx2", "default"))) void
 nad_dw_dw_row(const geom *g, const float *x, const float *dyr, int64_t q, float *dwt, float *dbt)
 {
-    const int64_t c = g->ci;
+    const int64_t c = g->ci, n = q / g->ho, ho = q % g->ho;
     int64_t wo = 0;
-    if (dwt) { /* the input row the next output row reads first, as in the forward */
-        const int64_t n = q / g->ho, next = q % g->ho * g->s - g->pad + (g->k - 1) * g->d + g->s;
-        if (next < g->h) prefetch_row(x + (n * g->h + next) * g->w * c, g->w * c);
-    }
+    if (dwt) prefetch_next_row(g, x, q);
     if (dwt && g->k == 3 && g->s == 1 && g->d == 1 && c >= VL) {
-        const int64_t n = q / g->ho, ho = q % g->ho, row0 = (n * g->h + ho - g->pad) * g->w;
+        const int64_t row0 = (n * g->h + ho - g->pad) * g->w;
         int64_t kh0, kh1;
         taps_inside(g, ho, g->h, &kh0, &kh1);
         const int64_t lo = g->pad < g->wo ? g->pad : g->wo;

@@ -140,12 +140,7 @@ int nad_conv2d_gelu_backward(nad_workspace *ws, const nad_conv2d_params *p, cons
     if (nq == 0 || row == 0) return 0;
 
     float *wt = base + o_w;
-    nad_dw_pack_taps(&g, w, wt);
-    for (int64_t tap = 0; tap < g.kk / 2; tap++)
-        for (int64_t ch = 0; ch < c; ch++) {
-            float *a = wt + tap * c + ch, *b = wt + (g.kk - 1 - tap) * c + ch, v = *a;
-            *a = *b, *b = v;
-        }
+    nad_dw_pack_taps(&g, w, true, wt);
     job j = {.g = &g, .above = above, .below = below, .x = nad_data(x), .pre = nad_data(pre),
              .dact = nad_data(dact), .wt = wt, .dx = nad_data(dx), .band = band};
 
@@ -175,21 +170,6 @@ int nad_conv2d_gelu_backward(nad_workspace *ws, const nad_conv2d_params *p, cons
     }
 
     /* the parts' sums in part order, then into dw and db (nad_conv2d_backward's order) */
-    float *pw = dw ? base + o_dw : NULL, *pb = db ? base + o_db : NULL;
-    for (int64_t t = 1; t < nparts; t++) {
-        for (int64_t i = 0; pw && i < g.kk * c; i++) pw[i] += pw[t * g.kk * c + i];
-        for (int64_t i = 0; pb && i < c; i++) pb[i] += pb[t * c + i];
-    }
-    if (dw) {
-        float *o = nad_data(dw);
-        for (int64_t ch = 0; ch < c; ch++)
-            for (int64_t kh = 0; kh < g.k; kh++)
-                for (int64_t kw = 0; kw < g.k; kw++)
-                    o[w_off(dw, ch, kh, kw, 0)] += pw[(kh * g.k + kw) * c + ch];
-    }
-    if (db) {
-        float *o = nad_data(db);
-        for (int64_t ch = 0; ch < c; ch++) o[ch * db->stride[0]] += pb[ch];
-    }
+    nad_dw_add_parts(&g, nparts, dw ? base + o_dw : NULL, db ? base + o_db : NULL, dw, db);
     return 0;
 }

@@ -71,11 +71,20 @@ static void pad_rows(const geom *g, const float *xn, float *xp, int64_t r0, int6
     }
 }
 
-void nad_implicit_forward(const geom *g, const nad_panel *pn, const float *xd, float *xp,
-                             float *yd)
+/* output row ho of one image from its (padded) input src: Wo rows of one product */
+static void output_row(const geom *g, const nad_panel *pn, int nseg, const int64_t *off,
+                       const float *src, int64_t ho, float *yn)
 {
-    const int64_t pad = g->pad, wp = g->w + 2 * pad, hp = g->h + 2 * pad, ci = g->ci;
-    const int64_t img = g->h * g->w * ci, out = g->ho * g->wo * g->co;
+    const int64_t wp = g->w + 2 * g->pad;
+    nad_panel_rows(pn, g->wo, src + ho * g->s * wp * g->ci, g->s * g->ci, nseg, off, false,
+                   yn + ho * g->wo * g->co, g->co);
+}
+
+void nad_implicit_forward(const geom *g, const nad_panel *pn, const float *xd, float *xp,
+                          float *yd)
+{
+    const int64_t pad = g->pad, wp = g->w + 2 * pad, hp = g->h + 2 * pad;
+    const int64_t img = g->h * g->w * g->ci, out = g->ho * g->wo * g->co;
     int64_t off[MAX_SEGS];
     int nseg = segments(g, wp, off);
     if (nad_conv_images_to_threads(g)) { /* each thread pads its own images */
@@ -87,24 +96,19 @@ void nad_implicit_forward(const geom *g, const nad_panel *pn, const float *xd, f
                 pad_rows(g, src, mine, 0, hp);
                 src = mine;
             }
-            for (int64_t ho = 0; ho < g->ho; ho++)
-                nad_panel_rows(pn, g->wo, src + ho * g->s * wp * ci, g->s * ci, nseg, off, false,
-                               yd + n * out + ho * g->wo * g->co, g->co);
+            for (int64_t ho = 0; ho < g->ho; ho++) output_row(g, pn, nseg, off, src, ho, yd + n * out);
         }
         return;
     }
     for (int64_t n = 0; n < g->n; n++) {
         const float *src = xd + n * img;
         if (pad) {
-            #pragma omp parallel for schedule(static) if (hp * wp * ci > NAD_PAR_FLOATS)
+            #pragma omp parallel for schedule(static) if (hp * wp * g->ci > NAD_PAR_FLOATS)
             for (int64_t r = 0; r < hp; r++) pad_rows(g, src, xp, r, r + 1);
             src = xp;
         }
-        float *yn = yd + n * out;
         #pragma omp parallel for schedule(static) if (g->ho * g->wo * g->kcg * g->co > NAD_PAR_FMAS)
-        for (int64_t ho = 0; ho < g->ho; ho++)
-            nad_panel_rows(pn, g->wo, src + ho * g->s * wp * ci, g->s * ci, nseg, off, false,
-                           yn + ho * g->wo * g->co, g->co);
+        for (int64_t ho = 0; ho < g->ho; ho++) output_row(g, pn, nseg, off, src, ho, yd + n * out);
     }
 }
 

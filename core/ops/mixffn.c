@@ -228,7 +228,7 @@ static int mixffn(const char *fn, nad_workspace *ws, const ln_args *ln, const na
     geom g = {.co = hd, .k = 3};
     float *taps = base, *bias = base + 9 * hd, *bufs0 = base + 10 * hd;
     float *halo = bufs0 + threads * per_thread;
-    nad_dw_pack_taps(&g, wd, taps);
+    nad_dw_pack_taps(&g, wd, false, taps);
     if (bd)
         for (int64_t c = 0; c < hd; c++) bias[c] = nad_data(bd)[c * bd->stride[0]];
     f.x = nad_data(x), f.r = r ? nad_data(r) : NULL, f.y = nad_data(y);

@@ -115,9 +115,8 @@ function Block:forward(x, rng)
     residual(self, x, m, self.mask1, self.m, self.x1, rng)
     local a2 = self.norm2:forward(self.x1)
     -- dw3x3 and GELU in one pass; the pre-activation is stored for GELU's backward only when
-    -- gradients are on (a backward may follow)
-    self.pre_kept = self.grad_enabled
-    self.dw:forward_gelu(self.fc1:forward(a2), self.act, self.pre_kept)
+    -- gradients are on (a backward may follow: Supernet:backward refuses one otherwise)
+    self.dw:forward_gelu(self.fc1:forward(a2), self.act, self.grad_enabled)
     local f = self.fc2:forward(self.act)
     residual(self, self.x1, f, self.mask2, self.f, self.x2, rng)
     return self.x2
@@ -130,7 +129,6 @@ function Block:backward(x, dy)
     local df = dy
     if self.dropped then check(C.nad_droppath_backward(self.mask2, dy, self.df)); df = self.df end
     local dact = self.fc2:backward(self.act, df)
-    if not self.pre_kept then self.dw:forward(self.fc1.y) end -- GELU's backward reads it
     local dh
     if FUSED then -- GELU's and the conv's backward in one pass, dw.dx written over dact
         dh = self.dw:backward_gelu(self.fc1.y, dact)

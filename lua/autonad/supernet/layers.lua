@@ -17,8 +17,8 @@ local init = Params.fill
 local M = {}
 
 -- Inference (gradients off) runs fused operators where it can: in the blocks (block.lua) the
--- mixer's residual add in its proj product (nad_linear_forward_acc), the Mix-FFN with its
--- residual add in row bands (mixffn.c), the MLP mixer's split attention in two passes
+-- mixer's residual add in its proj product (nad_linear_forward_acc), LN2 and the Mix-FFN
+-- with its residual add in row bands (mixffn.c), the MLP mixer's split attention in two passes
 -- (split_attention.c); in the head the resize inside the final conv (heads.lua). Training's
 -- Mix-FFN backward makes GELU's gradient inside its depthwise conv's backward
 -- (conv2d_gelu_backward.c). AUTONAD_FUSED=0 runs the separate operators instead (for A/B timing).
