@@ -253,6 +253,13 @@ TARGET static void pack_transposed(int64_t n, int64_t k, const float *b, int64_t
 
 bool nad_panel_available(void) { return have_avx512() && kernel_enabled(); }
 
+bool nad_transpose_small(int64_t n, int64_t k, const float *b, int64_t ldb, float *p)
+{
+    if (!have_avx512() || n < 1 || k < 1) return false;
+    pack_transposed(n, k, b, ldb, p, (n + 15) / 16 * 16);
+    return true;
+}
+
 static void pack_into(float *p, bool b_trans, int64_t n, int64_t k, const float *b, int64_t ldb,
                       const float *bias, int64_t bias_stride, nad_panel *pn)
 {

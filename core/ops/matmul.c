@@ -3,6 +3,7 @@
    [N,L,C], and p v written straight into a per-head view of the [N,L,C] output. */
 #include "../internal.h"
 #include <cblas.h>
+#include <stdbool.h>
 
 /* The last two dims of a view as a BLAS matrix: row-major (unit stride along columns) or
    column-major (unit stride along rows), leading dimension ld. */
@@ -84,6 +85,9 @@ static int64_t batch_offset(const nad_tensor *t, int64_t i)
     return off;
 }
 
+/* the largest op(b), in floats, copied untransposed to the stack (16 KiB) */
+enum { SMALL_B = 4096 };
+
 /* c = beta c on one matrix (the product is empty when k = 0); beta = 0 ignores old c. */
 static void scale_matrix(float *c, const nad_tensor *t, float beta)
 {
@@ -119,12 +123,22 @@ int nad_matmul(int32_t trans_a, int32_t trans_b, float alpha, const nad_tensor *
        one by one, every product big enough for OpenBLAS to thread would wake the sleeping
        threads (~40 us each: bench/bench_omp_region.c), 7x the products' own time at 2 threads
        (bench_gemm_layers, stage-1 attention). */
+    /* A small transposed B (attention's q k^T and dO v^T: k = 32 head dims by 16-49 keys)
+       goes to OpenBLAS untransposed: its NT kernels ran these shapes at 52-77 % of its NN
+       speed, the copy costs about 0.2 us per product (bench_gemm_layers, attention S, dA). */
+    int64_t ldt = (n + 15) / 16 * 16;
+    bool transpose_b = fb && !mc.col_major && k * ldt <= SMALL_B && nad_panel_available();
     #pragma omp parallel for schedule(static) if (batch > 1 && batch * m * n * k > NAD_PAR_FMAS / 4)
     for (int64_t i = 0; i < batch; i++) {
         const float *ai = pa + batch_offset(a, i), *bi = pb + batch_offset(b, i);
         float *ci = pc + batch_offset(c, i);
+        _Alignas(64) float bt[SMALL_B];
         if (k == 0) {
             scale_matrix(ci, c, beta);
+        } else if (transpose_b && nad_transpose_small(n, k, bi, mb.ld, bt)) {
+            cblas_sgemm(CblasRowMajor, fa ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)m,
+                        (int)n, (int)k, alpha, ai, (int)ma.ld, bt, (int)ldt, beta, ci,
+                        (int)mc.ld);
         } else if (!mc.col_major) {
             cblas_sgemm(CblasRowMajor, fa ? CblasTrans : CblasNoTrans,
                         fb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, ai,

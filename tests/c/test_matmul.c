@@ -88,6 +88,37 @@ Test(matmul, batch_split_across_threads)
     for (int i = 0; i < 6; i++) nad_tensor_free(all[i]);
 }
 
+/* Attention's q k^T: a transposed B on a per-head view of [N,L,heads*d] goes through a copy
+   untransposed when small (k * n rounded to 16 within 4096 floats), straight to OpenBLAS
+   otherwise. Keys and head dims across the copy's 16x16 blocks' edges, alpha and beta, both
+   trans_a: the loop's numbers either way. */
+Test(matmul, small_transposed_b_on_head_views)
+{
+    nad_rng rng;
+    nad_rng_init(&rng, 6);
+    const int64_t keys[] = {1, 15, 16, 17, 49, 130}, dims[] = {1, 5, 16, 32, 33};
+    const int32_t heads[] = {0, 2, 1, 3};
+    for (int ik = 0; ik < 6; ik++)
+        for (int id = 0; id < 5; id++)
+            for (int ta = 0; ta < 2; ta++) {
+                int64_t n = keys[ik], d = dims[id], m = 7, h = 3;
+                nad_tensor *as = ta ? tc_rand(&rng, TC_SIZES(2, h, d, m))
+                                    : tc_rand(&rng, TC_SIZES(2, h, m, d));
+                nad_tensor *ks = tc_rand(&rng, TC_SIZES(2, n, 2 * h * d)); /* a kv map */
+                nad_tensor *k5 = nad_tensor_reshape(ks, 4, (const int64_t[]){2, n, 2 * h, d});
+                nad_tensor *kp = nad_tensor_permute(k5, heads);
+                nad_tensor *b = nad_tensor_narrow(kp, 1, h, h); /* the second half's heads */
+                nad_tensor *c = tc_rand(&rng, TC_SIZES(2, h, m, n)), *c0 = clone(c);
+                nad_tensor *want = tc_zeros(TC_SIZES(2, h, m, n));
+                ref_matmul(ta, 1, 0.25f, as, b, 0.5f, c0, want);
+                cr_assert_eq(nad_matmul(ta, 1, 0.25f, as, b, 0.5f, c), 0, "%s", nad_last_error());
+                cr_assert(tc_close(c, want, 1e-5, 1e-6), "keys %lld dims %lld trans_a %d",
+                          (long long)n, (long long)d, ta);
+                nad_tensor *all[] = {as, ks, k5, kp, b, c, c0, want};
+                for (int i = 0; i < 8; i++) nad_tensor_free(all[i]);
+            }
+}
+
 /* Column-major operands (transposed views) and a column-major c give the same numbers as
    contiguous copies, for every transpose flag. */
 Test(matmul, column_major_views_match_contiguous)
