@@ -4,6 +4,7 @@
    Used by the decoder (GroupNorm + ReLU after each conv, 8 groups by default). */
 #include "../internal.h"
 #include <math.h>
+#include <stdlib.h>
 
 /* The loops run along whole runs of contiguous channels rather than one group's few channels
    per pixel (8 at D = 64 with 8 groups: too short to vectorise, and a serial double add per
@@ -106,26 +107,6 @@ static void piece_vectors(const gn_block *k, int64_t j0, int64_t nc, int64_t cg,
         if (gm) m[j] = gm[ch / cg];
         if (gr) r[j] = gr[ch / cg];
         if (gamma) g[j] = gamma[ch * gs];
-    }
-}
-
-/* The block's SUM_DY group sums (ng of each) with the group means gm and rstds gr (per group
-   of the sample) and gamma (stride gs). */
-static void block_sums(const gn_block *k, const float *xs, const float *dys, int64_t p,
-                       int64_t c, int64_t cg, const float *gm, const float *gr,
-                       const float *gamma, int64_t gs, double *s1, double *s2)
-{
-    for (int64_t i = 0; i < k->ng; i++) s1[i] = s2[i] = 0;
-    for (int64_t j0 = 0; j0 < k->cn; j0 += CB) {
-        int64_t nc = k->cn - j0 < CB ? k->cn - j0 : CB;
-        float m[CB], r[CB], g[CB];
-        double t1[CB], t2[CB];
-        piece_vectors(k, j0, nc, cg, gm, gr, gamma, gs, m, r, g);
-        channel_sums(SUM_DY, xs + k->c0 + j0, dys + k->c0 + j0, p, c, nc, m, r, g, t1, t2);
-        for (int64_t j = 0; j < nc; j++) {
-            s1[(j0 + j) / cg] += t1[j];
-            s2[(j0 + j) / cg] += t2[j];
-        }
     }
 }
 
@@ -270,39 +251,19 @@ int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor
     const float *xd = nad_data(x), *g = nad_data(gamma), *gd = nad_data(dy);
     const float *md = nad_data(mean), *rd = nad_data(rstd);
     int64_t gs = gamma->stride[0];
-
-    /* parameter gradients first, as dx may be dy (in place); in channel blocks, so each
-       block's sums belong to one thread whatever the thread count */
-    enum { BLOCK = 64 };
     float *dg = dgamma ? nad_data(dgamma) : NULL, *db = dbeta ? nad_data(dbeta) : NULL;
-    int64_t dgs = dgamma ? dgamma->stride[0] : 0, dbs = dbeta ? dbeta->stride[0] : 0;
-    int64_t nblk = dgamma || dbeta ? (c + BLOCK - 1) / BLOCK : 0;
-    #pragma omp parallel for schedule(static) if (n * p * c > NAD_PAR_FLOATS / 2)
-    for (int64_t blk = 0; blk < nblk; blk++) {
-        int64_t c0 = blk * BLOCK, nc = c - c0 < BLOCK ? c - c0 : BLOCK;
-        double ag[BLOCK] = {0}, ab[BLOCK] = {0};
-        float mb[BLOCK], rb[BLOCK];
-        for (int64_t s = 0; s < n; s++) {
-            for (int64_t j = 0; j < nc; j++) {
-                int64_t q = s * groups + (c0 + j) / cg;
-                mb[j] = md[q];
-                rb[j] = rd[q];
-            }
-            for (int64_t i = 0; i < p; i++) {
-                const float *xi = xd + (s * p + i) * c + c0, *gi = gd + (s * p + i) * c + c0;
-                for (int64_t j = 0; j < nc; j++) {
-                    ag[j] += gi[j] * ((xi[j] - mb[j]) * rb[j]);
-                    ab[j] += gi[j];
-                }
-            }
-        }
-        for (int64_t j = 0; j < nc; j++) {
-            if (dg) dg[(c0 + j) * dgs] += (float)ag[j];
-            if (db) db[(c0 + j) * dbs] += (float)ab[j];
-        }
+    /* One pass over x and dy per (sample, block of groups) gives each channel's sum of dy and
+       of dy xhat: the parameter gradients' terms of that sample (kept here, then added over
+       the samples in order: the same bits at any thread count) and, weighted by gamma, the
+       group sums dx needs. Before, the parameter gradients took a pass of their own, one
+       thread per 64 channels (the whole pass in one thread at D = 64). */
+    double *terms = NULL;
+    if (dg || db) {
+        terms = malloc((size_t)(2 * n * c) * sizeof(double));
+        if (!terms) return nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
     }
-    if (!dx) return 0;
-    float *o = nad_data(dx);
+    float *o = dx ? nad_data(dx) : NULL;
+    if (!o && !terms) return 0;
     double count = (double)p * (double)cg;
     int64_t gpb = cg <= CB ? CB / cg : 1, tasks = n * ((groups + gpb - 1) / gpb);
     #pragma omp parallel for schedule(static) if (n * p * c > NAD_PAR_FLOATS / 2)
@@ -310,9 +271,26 @@ int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor
         gn_block k = block_of(q, groups, cg);
         const float *xs = xd + k.s * p * c, *dys = gd + k.s * p * c;
         const float *ms = md + k.s * groups, *rs = rd + k.s * groups;
-        double s1[CB], s2[CB];
+        double s1[CB] = {0}, s2[CB] = {0};
+        for (int64_t j0 = 0; j0 < k.cn; j0 += CB) { /* the sums, before dx may overwrite dy */
+            int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
+            float m[CB], r[CB], gv[CB], one[CB];
+            double t1[CB], t2[CB];
+            piece_vectors(&k, j0, nc, cg, ms, rs, g, gs, m, r, gv);
+            for (int64_t j = 0; j < nc; j++) one[j] = 1.0f;
+            channel_sums(SUM_DY, xs + k.c0 + j0, dys + k.c0 + j0, p, c, nc, m, r, one, t1, t2);
+            for (int64_t j = 0; j < nc; j++) {
+                s1[(j0 + j) / cg] += gv[j] * t1[j];
+                s2[(j0 + j) / cg] += gv[j] * t2[j];
+            }
+            if (terms)
+                for (int64_t j = 0; j < nc; j++) {
+                    terms[(k.s * c + k.c0 + j0 + j) * 2] = t1[j];
+                    terms[(k.s * c + k.c0 + j0 + j) * 2 + 1] = t2[j];
+                }
+        }
+        if (!o) continue;
         float k1g[CB], k2g[CB]; /* per group of the block */
-        block_sums(&k, xs, dys, p, c, cg, ms, rs, g, gs, s1, s2);
         for (int64_t i = 0; i < k.ng; i++) {
             k1g[i] = (float)(s1[i] / count);
             k2g[i] = (float)(s2[i] / count);
@@ -328,6 +306,19 @@ int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor
             gn_dx(xs + k.c0 + j0, dys + k.c0 + j0, o + k.s * p * c + k.c0 + j0, p, c, nc, m, r,
                   gv, k1, k2);
         }
+    }
+    if (terms) {
+        int64_t dgs = dgamma ? dgamma->stride[0] : 0, dbs = dbeta ? dbeta->stride[0] : 0;
+        for (int64_t ch = 0; ch < c; ch++) {
+            double sb = 0, sg = 0;
+            for (int64_t sm = 0; sm < n; sm++) {
+                sb += terms[(sm * c + ch) * 2];
+                sg += terms[(sm * c + ch) * 2 + 1];
+            }
+            if (dg) dg[ch * dgs] += (float)sg;
+            if (db) db[ch * dbs] += (float)sb;
+        }
+        free(terms);
     }
     return 0;
 }
