@@ -250,14 +250,20 @@ int nad_layernorm_backward_add(const nad_tensor *x, const nad_tensor *gamma,
 int nad_groupnorm_forward(int32_t groups, float eps, const nad_tensor *x, const nad_tensor *gamma,
                           const nad_tensor *beta, nad_tensor *y, nad_tensor *mean,
                           nad_tensor *rstd);
-/* y = ReLU(groupnorm(x)) in one pass over the output (the decoder's GroupNorm + ReLU); its
-   backward is relu_backward on y, then groupnorm_backward */
+/* y = ReLU(groupnorm(x)) in one pass over the output (the decoder's GroupNorm + ReLU) */
 int nad_groupnorm_relu_forward(int32_t groups, float eps, const nad_tensor *x,
                                const nad_tensor *gamma, const nad_tensor *beta, nad_tensor *y,
                                nad_tensor *mean, nad_tensor *rstd);
 int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor *gamma,
                            const nad_tensor *mean, const nad_tensor *rstd, const nad_tensor *dy,
                            nad_tensor *dx, nad_tensor *dgamma, nad_tensor *dbeta);
+/* the backward of groupnorm_relu_forward (its x, gamma, beta, mean, rstd): relu_backward then
+   groupnorm_backward in two passes over x and dy, the ReLU's mask recomputed from x (the
+   same bits as the two calls; dx may be dy) */
+int nad_groupnorm_relu_backward(int32_t groups, const nad_tensor *x, const nad_tensor *gamma,
+                                const nad_tensor *beta, const nad_tensor *mean,
+                                const nad_tensor *rstd, const nad_tensor *dy, nad_tensor *dx,
+                                nad_tensor *dgamma, nad_tensor *dbeta);
 
 /* ---- activations (core/ops/activation.c); y may be x (in place) ---- */
 /* y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) */

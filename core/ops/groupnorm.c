@@ -16,13 +16,22 @@ enum { CB = 64, PCHUNK = 128 };
 
 typedef enum { SUM_SHIFTED, SUM_DY } sum_kind;
 
+/* The ReLU's mask after GroupNorm: the forward's pre-activation, the same operations in the
+   same order (so exactly where y > 0), recomputed from x instead of read from y. */
+static inline float gn_pre(float x, float m, float r, float g, float b)
+{
+    return (x - m) * r * g + b;
+}
+
 /* Per-channel sums over p pixels (row stride c) of nc <= CB channels: SUM_SHIFTED: x - m into
    t1 and (x - m)^2 into t2, m a shift near the mean (the first pixel's value: the variance
    from these two sums in one pass, without the cancellation of raw sums of squares); SUM_DY:
-   dy g into t1 and dy g (x - m) r into t2. m, r, g: per channel. */
+   dy into t1 and dy (x - m) r into t2, dy masked by the ReLU after GroupNorm (gamma g, beta b)
+   where b is not NULL. m, r, g, b: per channel. */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 channel_sums(sum_kind kind, const float *x, const float *dy, int64_t p, int64_t c, int64_t nc,
-             const float *m, const float *r, const float *g, double *t1, double *t2)
+             const float *m, const float *r, const float *g, const float *b, double *t1,
+             double *t2)
 {
     for (int64_t j = 0; j < nc; j++) t1[j] = t2[j] = 0;
     for (int64_t i0 = 0; i0 < p; i0 += PCHUNK) {
@@ -36,10 +45,16 @@ channel_sums(sum_kind kind, const float *x, const float *dy, int64_t p, int64_t 
                     a1[j] += d;
                     a2[j] += d * d;
                 }
+            } else if (!b) {
+                const float *gi = dy + i * c;
+                for (int64_t j = 0; j < nc; j++) {
+                    a1[j] += gi[j];
+                    a2[j] += gi[j] * (xi[j] - m[j]) * r[j];
+                }
             } else {
                 const float *gi = dy + i * c;
                 for (int64_t j = 0; j < nc; j++) {
-                    float gg = gi[j] * g[j];
+                    float gg = gn_pre(xi[j], m[j], r[j], g[j], b[j]) > 0.0f ? gi[j] : 0.0f;
                     a1[j] += gg;
                     a2[j] += gg * (xi[j] - m[j]) * r[j];
                 }
@@ -61,7 +76,7 @@ gn_apply(const float *x, float *y, int64_t p, int64_t c, int64_t nc, const float
     for (int64_t i = 0; i < p; i++)
         if (relu)
             for (int64_t j = 0; j < nc; j++) {
-                float v = (x[i * c + j] - m[j]) * r[j] * g[j] + b[j];
+                float v = gn_pre(x[i * c + j], m[j], r[j], g[j], b[j]);
                 y[i * c + j] = v > 0.0f ? v : 0.0f;
             }
         else
@@ -69,16 +84,25 @@ gn_apply(const float *x, float *y, int64_t p, int64_t c, int64_t nc, const float
                 y[i * c + j] = (x[i * c + j] - m[j]) * r[j] * g[j] + b[j];
 }
 
-/* dx = r (dy g - k1 - (x - m) r k2) over p pixels of nc channels (dx may be dy) */
+/* dx = r (dy g - k1 - (x - m) r k2) over p pixels of nc channels (dx may be dy), dy masked
+   by the ReLU after GroupNorm where b is not NULL */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 gn_dx(const float *x, const float *dy, float *dx, int64_t p, int64_t c, int64_t nc,
-      const float *m, const float *r, const float *g, const float *k1, const float *k2)
+      const float *m, const float *r, const float *g, const float *b, const float *k1,
+      const float *k2)
 {
     for (int64_t i = 0; i < p; i++)
-        for (int64_t j = 0; j < nc; j++) {
-            float xv = x[i * c + j], gv = dy[i * c + j];
-            dx[i * c + j] = r[j] * (gv * g[j] - k1[j] - (xv - m[j]) * r[j] * k2[j]);
-        }
+        if (!b)
+            for (int64_t j = 0; j < nc; j++) {
+                float xv = x[i * c + j], gv = dy[i * c + j];
+                dx[i * c + j] = r[j] * (gv * g[j] - k1[j] - (xv - m[j]) * r[j] * k2[j]);
+            }
+        else
+            for (int64_t j = 0; j < nc; j++) {
+                float xv = x[i * c + j];
+                float gv = gn_pre(xv, m[j], r[j], g[j], b[j]) > 0.0f ? dy[i * c + j] : 0.0f;
+                dx[i * c + j] = r[j] * (gv * g[j] - k1[j] - (xv - m[j]) * r[j] * k2[j]);
+            }
 }
 
 /* One task's block: groups [g0, g0 + ng) of sample s, channels [c0, c0 + cn). */
@@ -124,7 +148,7 @@ static void block_stats(const gn_block *k, const float *xs, int64_t p, int64_t c
         float m[CB];
         double t1[CB], t2[CB];
         for (int64_t j = 0; j < nc; j++) m[j] = xs[k->c0 + j0 + j];
-        channel_sums(SUM_SHIFTED, xs + k->c0 + j0, NULL, p, c, nc, m, NULL, NULL, t1, t2);
+        channel_sums(SUM_SHIFTED, xs + k->c0 + j0, NULL, p, c, nc, m, NULL, NULL, NULL, t1, t2);
         for (int64_t j = 0; j < nc; j++) {
             int64_t gi = (j0 + j) / cg;
             double mj = m[j] + t1[j] / (double)p;
@@ -223,15 +247,17 @@ int nad_groupnorm_relu_forward(int32_t groups, float eps, const nad_tensor *x,
 /* Per (n, group) with xhat = (x - mean) rstd, g = dy gamma and K = H*W*C/groups values:
    dx = rstd (g - sum(g)/K - xhat sum(g xhat)/K);
    dgamma[c] += sum over n, pixels of dy xhat;  dbeta[c] += sum over n, pixels of dy. */
-int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor *gamma,
-                           const nad_tensor *mean, const nad_tensor *rstd, const nad_tensor *dy,
-                           nad_tensor *dx, nad_tensor *dgamma, nad_tensor *dbeta)
+static int groupnorm_backward(const char *fn, int32_t groups, const nad_tensor *x,
+                              const nad_tensor *gamma, const nad_tensor *beta,
+                              const nad_tensor *mean, const nad_tensor *rstd,
+                              const nad_tensor *dy, nad_tensor *dx, nad_tensor *dgamma,
+                              nad_tensor *dbeta)
 {
-    const char *fn = "groupnorm_backward";
     int rc = check_x(fn, groups, x);
     if (rc) return rc;
     int64_t n = x->size[0], p = x->size[1] * x->size[2], c = x->size[3], cg = c / groups;
     if ((rc = check_vec(fn, "gamma", gamma, c))) return rc;
+    if (beta && (rc = check_vec(fn, "beta", beta, c))) return rc;
     const char *sn[2] = {"mean", "rstd"};
     const nad_tensor *st[2] = {mean, rstd};
     for (int i = 0; i < 2; i++) {
@@ -250,7 +276,8 @@ int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor
 
     const float *xd = nad_data(x), *g = nad_data(gamma), *gd = nad_data(dy);
     const float *md = nad_data(mean), *rd = nad_data(rstd);
-    int64_t gs = gamma->stride[0];
+    const float *bt = beta ? nad_data(beta) : NULL;
+    int64_t gs = gamma->stride[0], bs = beta ? beta->stride[0] : 0;
     float *dg = dgamma ? nad_data(dgamma) : NULL, *db = dbeta ? nad_data(dbeta) : NULL;
     /* One pass over x and dy per (sample, block of groups) gives each channel's sum of dy and
        of dy xhat: the parameter gradients' terms of that sample (kept here, then added over
@@ -274,11 +301,12 @@ int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor
         double s1[CB] = {0}, s2[CB] = {0};
         for (int64_t j0 = 0; j0 < k.cn; j0 += CB) { /* the sums, before dx may overwrite dy */
             int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
-            float m[CB], r[CB], gv[CB], one[CB];
+            float m[CB], r[CB], gv[CB], bv[CB];
             double t1[CB], t2[CB];
             piece_vectors(&k, j0, nc, cg, ms, rs, g, gs, m, r, gv);
-            for (int64_t j = 0; j < nc; j++) one[j] = 1.0f;
-            channel_sums(SUM_DY, xs + k.c0 + j0, dys + k.c0 + j0, p, c, nc, m, r, one, t1, t2);
+            if (bt) piece_vectors(&k, j0, nc, cg, NULL, NULL, bt, bs, NULL, NULL, bv);
+            channel_sums(SUM_DY, xs + k.c0 + j0, dys + k.c0 + j0, p, c, nc, m, r, gv,
+                         bt ? bv : NULL, t1, t2);
             for (int64_t j = 0; j < nc; j++) {
                 s1[(j0 + j) / cg] += gv[j] * t1[j];
                 s2[(j0 + j) / cg] += gv[j] * t2[j];
@@ -297,14 +325,15 @@ int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor
         }
         for (int64_t j0 = 0; j0 < k.cn; j0 += CB) {
             int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
-            float m[CB], r[CB], gv[CB], k1[CB], k2[CB];
+            float m[CB], r[CB], gv[CB], bv[CB], k1[CB], k2[CB];
             piece_vectors(&k, j0, nc, cg, ms, rs, g, gs, m, r, gv);
+            if (bt) piece_vectors(&k, j0, nc, cg, NULL, NULL, bt, bs, NULL, NULL, bv);
             for (int64_t j = 0; j < nc; j++) {
                 k1[j] = k1g[(j0 + j) / cg];
                 k2[j] = k2g[(j0 + j) / cg];
             }
             gn_dx(xs + k.c0 + j0, dys + k.c0 + j0, o + k.s * p * c + k.c0 + j0, p, c, nc, m, r,
-                  gv, k1, k2);
+                  gv, bt ? bv : NULL, k1, k2);
         }
     }
     if (terms) {
@@ -321,4 +350,21 @@ int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor
         free(terms);
     }
     return 0;
+}
+
+int nad_groupnorm_backward(int32_t groups, const nad_tensor *x, const nad_tensor *gamma,
+                           const nad_tensor *mean, const nad_tensor *rstd, const nad_tensor *dy,
+                           nad_tensor *dx, nad_tensor *dgamma, nad_tensor *dbeta)
+{
+    return groupnorm_backward("groupnorm_backward", groups, x, gamma, NULL, mean, rstd, dy, dx,
+                              dgamma, dbeta);
+}
+
+int nad_groupnorm_relu_backward(int32_t groups, const nad_tensor *x, const nad_tensor *gamma,
+                                const nad_tensor *beta, const nad_tensor *mean,
+                                const nad_tensor *rstd, const nad_tensor *dy, nad_tensor *dx,
+                                nad_tensor *dgamma, nad_tensor *dbeta)
+{
+    return groupnorm_backward("groupnorm_relu_backward", groups, x, gamma, beta, mean, rstd, dy,
+                              dx, dgamma, dbeta);
 }

@@ -210,12 +210,12 @@ function LayerNorm:backward_add(x, dy, r, out)
 end
 
 ---------------------------------------------------------------------------------------------
--- GroupNorm (channels-last) followed by ReLU: the decoder's unit after every conv. The ReLU
--- runs in place on the GroupNorm's output (its backward reads y: y > 0 exactly where the
--- pre-activation is), so one activation is kept, not two.
+-- GroupNorm (channels-last) followed by ReLU: the decoder's unit after every conv, one pass
+-- over the output forward; one activation is kept, not two. Its backward recomputes the
+-- ReLU's mask from x inside the GroupNorm backward's two passes (no masked dy map).
 local GNReLU = class('GNReLU')
 M.GNReLU = GNReLU
-GNReLU.ACT, GNReLU.GRAD = { 'y', 'mean', 'rstd' }, { 'dn', 'dx' }
+GNReLU.ACT, GNReLU.GRAD = { 'y', 'mean', 'rstd' }, { 'dx' }
 
 function GNReLU:init(P, name, c_max, groups)
     self.G = P:add(name .. '.weight', { c_max }, init.ones)
@@ -236,9 +236,8 @@ end
 
 function GNReLU:backward(x, dy)
     local v = self.v
-    check(C.nad_relu_backward(self.y, dy, self.dn))
-    check(C.nad_groupnorm_backward(self.groups, x, v.g.value, self.mean, self.rstd, self.dn, self.dx,
-        v.g.grad, v.b.grad))
+    check(C.nad_groupnorm_relu_backward(self.groups, x, v.g.value, v.b.value, self.mean, self.rstd,
+        dy, self.dx, v.g.grad, v.b.grad))
     return self.dx
 end
 
