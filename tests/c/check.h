@@ -30,6 +30,16 @@ static inline nad_tensor *tc_empty(void)
 }
 
 /* Element i (row-major over the view's shape) of t, whatever its strides. */
+/* a new contiguous tensor holding t's values */
+static inline nad_tensor *tc_clone(const nad_tensor *t)
+{
+    int64_t sizes[NAD_MAX_DIMS];
+    for (int32_t d = 0; d < nad_tensor_ndim(t); d++) sizes[d] = nad_tensor_size(t, d);
+    nad_tensor *o = nad_tensor_new(nad_tensor_ndim(t), sizes);
+    nad_tensor_copy(o, t);
+    return o;
+}
+
 static inline float *tc_at(const nad_tensor *t, int64_t i)
 {
     int32_t nd = nad_tensor_ndim(t);

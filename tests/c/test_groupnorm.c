@@ -264,15 +264,6 @@ Test(groupnorm, relu_fused_matches_groupnorm_then_relu)
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) nad_tensor_free(ts[i]);
 }
 
-static nad_tensor *clone_of(const nad_tensor *t)
-{
-    int64_t sizes[NAD_MAX_DIMS];
-    for (int32_t d = 0; d < nad_tensor_ndim(t); d++) sizes[d] = nad_tensor_size(t, d);
-    nad_tensor *o = nad_tensor_new(nad_tensor_ndim(t), sizes);
-    nad_tensor_copy(o, t);
-    return o;
-}
-
 /* Its backward in one call: the same bits as relu_backward on y then groupnorm_backward, the
    parameter gradients accumulated; wide groups split in pieces and several blocks per sample
    (C = 200, 4 groups of 50; 8 of 25), dx in place of dy; strided gamma and beta. */
@@ -291,11 +282,11 @@ Test(groupnorm, relu_fused_backward_matches_relu_then_groupnorm)
         nad_tensor *want = tc_empty();
         nad_tensor *dg[2], *db[2];
         dg[0] = tc_rand(&rng, TC_SIZES(c)), db[0] = tc_rand(&rng, TC_SIZES(c));
-        dg[1] = clone_of(dg[0]), db[1] = clone_of(db[0]);
+        dg[1] = tc_clone(dg[0]), db[1] = tc_clone(db[0]);
         cr_assert_eq(nad_groupnorm_relu_forward(groups[gi], 1e-5f, x, g, b, y, m, r), 0);
         cr_assert_eq(nad_relu_backward(y, dy, dn), 0);
         cr_assert_eq(nad_groupnorm_backward(groups[gi], x, g, m, r, dn, want, dg[0], db[0]), 0);
-        nad_tensor *got = clone_of(dy);
+        nad_tensor *got = tc_clone(dy);
         cr_assert_eq(nad_groupnorm_relu_backward(groups[gi], x, g, b, m, r, got, got, dg[1], db[1]),
                      0, "%s", nad_last_error());
         cr_assert(tc_close(got, want, 0, 0), "groups %d", groups[gi]);

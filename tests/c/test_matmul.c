@@ -35,15 +35,6 @@ static void ref_matmul(int ta, int tb, float alpha, const nad_tensor *a, const n
             }
 }
 
-static nad_tensor *clone(const nad_tensor *t)
-{
-    int64_t sizes[NAD_MAX_DIMS];
-    for (int32_t d = 0; d < nad_tensor_ndim(t); d++) sizes[d] = nad_tensor_size(t, d);
-    nad_tensor *o = nad_tensor_new(nad_tensor_ndim(t), sizes);
-    nad_tensor_copy(o, t);
-    return o;
-}
-
 Test(matmul, four_transpose_combinations_with_batch_dims)
 {
     nad_rng rng;
@@ -55,7 +46,7 @@ Test(matmul, four_transpose_combinations_with_batch_dims)
                                : tc_rand(&rng, TC_SIZES(2, 3, m, k));
             nad_tensor *b = tb ? tc_rand(&rng, TC_SIZES(2, 3, n, k))
                                : tc_rand(&rng, TC_SIZES(2, 3, k, n));
-            nad_tensor *c = tc_rand(&rng, TC_SIZES(2, 3, m, n)), *c0 = clone(c);
+            nad_tensor *c = tc_rand(&rng, TC_SIZES(2, 3, m, n)), *c0 = tc_clone(c);
             nad_tensor *want = tc_zeros(TC_SIZES(2, 3, m, n));
             ref_matmul(ta, tb, 0.5f, a, b, 0.25f, c0, want);
             cr_assert_eq(nad_matmul(ta, tb, 0.5f, a, b, 0.25f, c), 0, "%s", nad_last_error());
@@ -108,7 +99,7 @@ Test(matmul, small_transposed_b_on_head_views)
                 nad_tensor *k5 = nad_tensor_reshape(ks, 4, (const int64_t[]){2, n, 2 * h, d});
                 nad_tensor *kp = nad_tensor_permute(k5, heads);
                 nad_tensor *b = nad_tensor_narrow(kp, 1, h, h); /* the second half's heads */
-                nad_tensor *c = tc_rand(&rng, TC_SIZES(2, h, m, n)), *c0 = clone(c);
+                nad_tensor *c = tc_rand(&rng, TC_SIZES(2, h, m, n)), *c0 = tc_clone(c);
                 nad_tensor *want = tc_zeros(TC_SIZES(2, h, m, n));
                 ref_matmul(ta, 1, 0.25f, as, b, 0.5f, c0, want);
                 cr_assert_eq(nad_matmul(ta, 1, 0.25f, as, b, 0.5f, c), 0, "%s", nad_last_error());

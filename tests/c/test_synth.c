@@ -35,21 +35,12 @@ static int same(const nad_tensor *a, const nad_tensor *b)
                   (size_t)nad_tensor_numel(a) * sizeof(float)) == 0;
 }
 
-static nad_tensor *copy_of(const nad_tensor *t)
-{
-    int64_t sz[NAD_MAX_DIMS];
-    for (int32_t d = 0; d < nad_tensor_ndim(t); d++) sz[d] = nad_tensor_size(t, d);
-    nad_tensor *c = nad_tensor_new(nad_tensor_ndim(t), sz);
-    nad_tensor_copy(c, t);
-    return c;
-}
-
 Test(synth, sample_depends_only_on_seed_and_index)
 {
     nad_synth_params p = {40, 48, NAD_SYNTH_MIXED, 0};
     sample a = {0}, b = {0};
     gen(&a, &p, 123, 7);
-    nad_tensor *img7 = copy_of(a.img), *mask7 = copy_of(a.mask);
+    nad_tensor *img7 = tc_clone(a.img), *mask7 = tc_clone(a.mask);
     int32_t label7 = a.label;
     /* other samples in between, in another order, on another workspace */
     for (int64_t i = 12; i >= 0; i--) gen(&b, &p, 123, i);
