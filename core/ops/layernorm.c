@@ -3,6 +3,8 @@
    before each mixer and Mix-FFN, and at the end of each stage. */
 #include "../internal.h"
 #include <math.h>
+#include <string.h>
+#include <stdlib.h>
 
 /* Row sums in 8 lanes, written as GCC vectors: left to the vectoriser, the lane arrays became
    mostly scalar code (forward 8x50x50x32: 0.070 -> 0.050 ms per image). Always inlined into
@@ -171,6 +173,18 @@ ln_row_means(const float *x, const float *dy, int64_t c, const float *g, int64_t
     *k2 = lanes_total(a2) / (float)c;
 }
 
+/* the parameter gradients' terms of one row, added to a block's float sums: pg[j] += dy xhat,
+   pb[j] += dy (x and dy are in L1 from ln_row_means) */
+static inline __attribute__((always_inline)) void
+ln_row_param_terms(const float *x, const float *dy, int64_t c, float m, float r, float *pg,
+                   float *pb)
+{
+    for (int64_t j = 0; j < c; j++) {
+        pg[j] += dy[j] * ((x[j] - m) * r);
+        pb[j] += dy[j];
+    }
+}
+
 /* dx = the row's gradient, or res + it (a residual branch's add in the same pass: the bits of
    the add after it, as this file keeps multiplies and adds apart) */
 static inline __attribute__((always_inline)) void
@@ -184,16 +198,21 @@ ln_row_dx(const float *x, const float *dy, const float *res, float *dx, int64_t 
         for (int64_t j = 0; j < c; j++) dx[j] = r * (dy[j] * g[j * gs] - k1 - (x[j] - m) * r * k2);
 }
 
-/* as ln_rows: the rows' sums first, then their dx (dx may be dy or res: a row's sums are made
-   before its dx is written) */
+/* as ln_rows: the rows' sums first (and, with pg, the block's parameter-gradient terms: pg
+   and pb, c floats each, zeroed here), then their dx (dx may be dy or res: a row's sums are
+   made before its dx is written) */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 ln_rows_backward(const float *x, const float *dy, const float *res, float *dx, int64_t r0,
                  int64_t r1, int64_t c, const float *g, int64_t gs, const float *mean,
-                 const float *rstd)
+                 const float *rstd, float *pg, float *pb)
 {
     float k1[ROWS], k2[ROWS];
-    for (int64_t r = r0; r < r1; r++)
+    if (pg) memset(pg, 0, (size_t)c * sizeof(float)), memset(pb, 0, (size_t)c * sizeof(float));
+    for (int64_t r = r0; r < r1; r++) {
         ln_row_means(x + r * c, dy + r * c, c, g, gs, mean[r], rstd[r], &k1[r - r0], &k2[r - r0]);
+        if (pg) ln_row_param_terms(x + r * c, dy + r * c, c, mean[r], rstd[r], pg, pb);
+    }
+    if (!dx) return;
     for (int64_t r = r0; r < r1; r++) {
         const float *rr = res ? res + r * c : NULL;
         if (gs == 1 || c == 1)
@@ -202,22 +221,6 @@ ln_rows_backward(const float *x, const float *dy, const float *res, float *dx, i
         else
             ln_row_dx(x + r * c, dy + r * c, rr, dx + r * c, c, g, gs, mean[r], rstd[r],
                       k1[r - r0], k2[r - r0]);
-    }
-}
-
-/* ag[j] += sum over rows of dy xhat, ab[j] += sum of dy, for channels c0 .. c0+n-1 (sums in
-   double: there are many rows) */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-ln_param_sums(const float *x, const float *dy, const float *mean, const float *rstd, int64_t rows,
-              int64_t c, int64_t c0, int64_t n, double *ag, double *ab)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * c + c0, *gr = dy + r * c + c0;
-        float m = mean[r], s = rstd[r];
-        for (int64_t j = 0; j < n; j++) {
-            ag[j] += gr[j] * ((xr[j] - m) * s);
-            ab[j] += gr[j];
-        }
     }
 }
 
@@ -248,30 +251,40 @@ static int backward(const char *fn, const nad_tensor *x, const nad_tensor *gamma
     const float *xd = nad_data(x), *g = nad_data(gamma), *gd = nad_data(dy);
     const float *md = nad_data(mean), *rd = nad_data(rstd);
     int64_t gs = gamma->stride[0];
-    /* parameter gradients first, as dx may be dy (in place); in column blocks, so each
-       block's sums belong to one thread whatever the thread count */
-    enum { BLOCK = 64 };
+    /* One pass over the rows in blocks of ROWS: each block's parameter-gradient terms (float
+       sums over its rows, kept per block, then added in block order in double: the same bits
+       at any thread count) beside the rows' own sums, then dx. Before, the parameter
+       gradients took a pass of their own, one thread per 64 channels (the whole pass in one
+       thread for C <= 64). */
     float *dg = dgamma ? nad_data(dgamma) : NULL, *db = dbeta ? nad_data(dbeta) : NULL;
-    int64_t dgs = dgamma ? dgamma->stride[0] : 0, dbs = dbeta ? dbeta->stride[0] : 0;
-    int64_t nblk = dgamma || dbeta ? (c + BLOCK - 1) / BLOCK : 0;
-    #pragma omp parallel for schedule(static) if (rows * c > NAD_PAR_FLOATS / 2)
-    for (int64_t blk = 0; blk < nblk; blk++) {
-        int64_t c0 = blk * BLOCK, n = c - c0 < BLOCK ? c - c0 : BLOCK;
-        double ag[BLOCK] = {0}, ab[BLOCK] = {0};
-        ln_param_sums(xd, gd, md, rd, rows, c, c0, n, ag, ab);
-        for (int64_t j = 0; j < n; j++) {
-            if (dg) dg[(c0 + j) * dgs] += (float)ag[j];
-            if (db) db[(c0 + j) * dbs] += (float)ab[j];
-        }
+    float *o = dx ? nad_data(dx) : NULL;
+    int64_t nrb = (rows + ROWS - 1) / ROWS;
+    float *terms = NULL;
+    if (dg || db) {
+        terms = malloc((size_t)(2 * nrb * c) * sizeof(float));
+        if (!terms) return nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
+    } else if (!o) {
+        return 0;
     }
-    if (dx) {
-        float *o = nad_data(dx);
-        int64_t nrb = (rows + ROWS - 1) / ROWS;
-        #pragma omp parallel for schedule(static) if (rows * c > NAD_PAR_FLOATS / 2)
-        for (int64_t rb = 0; rb < nrb; rb++) {
-            int64_t r0 = rb * ROWS, r1 = r0 + ROWS < rows ? r0 + ROWS : rows;
-            ln_rows_backward(xd, gd, res ? nad_data(res) : NULL, o, r0, r1, c, g, gs, md, rd);
+    #pragma omp parallel for schedule(static) if (rows * c > NAD_PAR_FLOATS / 2)
+    for (int64_t rb = 0; rb < nrb; rb++) {
+        int64_t r0 = rb * ROWS, r1 = r0 + ROWS < rows ? r0 + ROWS : rows;
+        float *pg = terms ? terms + 2 * rb * c : NULL;
+        ln_rows_backward(xd, gd, res ? nad_data(res) : NULL, o, r0, r1, c, g, gs, md, rd, pg,
+                         pg ? pg + c : NULL);
+    }
+    if (terms) {
+        int64_t dgs = dgamma ? dgamma->stride[0] : 0, dbs = dbeta ? dbeta->stride[0] : 0;
+        for (int64_t j = 0; j < c; j++) {
+            double sg = 0, sb = 0;
+            for (int64_t rb = 0; rb < nrb; rb++) {
+                sg += terms[2 * rb * c + j];
+                sb += terms[2 * rb * c + c + j];
+            }
+            if (dg) dg[j * dgs] += (float)sg;
+            if (db) db[j * dbs] += (float)sb;
         }
+        free(terms);
     }
     return 0;
 }
