@@ -495,12 +495,18 @@ static void tn_run(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                    int64_t ldb, float *c, int64_t ldc, float *db, int64_t dbs)
 {
     int64_t ncb = (n + 63) / 64, nrg = (m + TN_ROWS - 1) / TN_ROWS;
-    bool by_columns = ncb >= 2 * nad_get_num_threads() || nrg == 1;
+    int64_t threads = m * n * k > NAD_PAR_FMAS ? nad_get_num_threads() : 1;
+    bool by_columns = ncb >= 2 * threads || nrg == 1;
+    /* by rows: a multiple of the thread count of groups of at most TN_ROWS rows, of equal
+       size but the last (m = 32 at 2 threads: 16 + 16 rows, not 24 + 8) */
+    if (!by_columns) nrg = (nrg + threads - 1) / threads * threads;
+    int64_t rows = (m + nrg - 1) / nrg;
     int64_t tasks = by_columns ? ncb : nrg;
-    #pragma omp parallel for schedule(static) if (m * n * k > NAD_PAR_FMAS)
+    #pragma omp parallel for schedule(static) if (threads > 1)
     for (int64_t t = 0; t < tasks; t++) {
         double sums[TN_SUMS_MAX];
-        int64_t r0 = by_columns ? 0 : t * TN_ROWS, r1 = by_columns ? m : r0 + TN_ROWS < m ? r0 + TN_ROWS : m;
+        int64_t r0 = by_columns ? 0 : t * rows < m ? t * rows : m;
+        int64_t r1 = by_columns ? m : r0 + rows < m ? r0 + rows : m;
         int64_t c0 = by_columns ? t * 64 : 0, c1 = by_columns ? (c0 + 64 < n ? c0 + 64 : n) : n;
         /* the bias sums: each row of C's by one task (the first column block's) */
         bool summing = db && c0 == 0;
