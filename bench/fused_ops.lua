@@ -72,6 +72,23 @@ do
     end, 5, 9))
 end
 
+-- the decoder's GroupNorm + ReLU backward (training): 2 C channels in 8 groups (the CPU
+-- recipes' decoder width D = 64 at the default C = 32)
+do
+    local D = 2 * CH
+    local x, g, b = rand(19, N, S, S, D), rand(20, D), rand(21, D)
+    local y, m, s = autonad.tensor(1), autonad.tensor(1), autonad.tensor(1)
+    check(C.nad_groupnorm_relu_forward(8, 1e-5, x, g, b, y, m, s))
+    local dy, dn, dx = rand(22, N, S, S, D), autonad.tensor(N, S, S, D), autonad.tensor(N, S, S, D)
+    local dg, dbt = autonad.tensor(D), autonad.tensor(D)
+    report(string.format('groupnorm + relu backward [%d,%d,%d,%d]', N, S, S, D), pair(function()
+        check(C.nad_relu_backward(y, dy, dn))
+        check(C.nad_groupnorm_backward(8, x, g, m, s, dn, dx, dg, dbt))
+    end, function()
+        check(C.nad_groupnorm_relu_backward(8, x, g, b, m, s, dy, dx, dg, dbt))
+    end, 5, 9))
+end
+
 -- LN2 + Mix-FFN + residual (inference, in place on the block's map)
 do
     local x, g, b = rand(10, N, S, S, CH), rand(11, CH), rand(12, CH)
