@@ -21,7 +21,8 @@ local M = {}
 -- with its residual add in row bands (mixffn.c), the MLP mixer's split attention in two passes
 -- (split_attention.c); in the head the resize inside the final conv (heads.lua). Training's
 -- Mix-FFN backward makes GELU's gradient inside its depthwise conv's backward
--- (conv2d_gelu_backward.c). AUTONAD_FUSED=0 runs the separate operators instead (for A/B timing).
+-- (conv2d_gelu_backward.c), the decoder's ReLU backward runs inside GroupNorm's (GNReLU).
+-- AUTONAD_FUSED=0 runs the separate GELU and depthwise operators instead (for A/B timing).
 M.FUSED = os.getenv('AUTONAD_FUSED') ~= '0'
 
 -- views {value, grad, fn} of entry e for view function fn, cached in cache[key]
