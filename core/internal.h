@@ -84,9 +84,8 @@ typedef struct nad_panel {
 /* Whether the kernel runs here: AVX-512, and AUTONAD_GEMM is not "blas" */
 bool nad_panel_available(void);
 /* p[kk][j] = b[j][kk] (j < n, kk < k) with p's rows n rounded up to 16 floats (zeros past n),
-   p 64-byte aligned: 16x16 blocks transposed in registers. False, nothing written, on a CPU
-   without AVX-512. */
-bool nad_transpose_small(int64_t n, int64_t k, const float *b, int64_t ldb, float *p);
+   p 64-byte aligned: 16x16 blocks transposed in registers. Only where nad_panel_available(). */
+void nad_transpose_small(int64_t n, int64_t k, const float *b, int64_t ldb, float *p);
 /* Packs B ([n,k] with b_trans, else [k,n]) and the bias; false, packing nothing, where the
    kernel does not apply: no AVX-512, AUTONAD_GEMM=blas, more than max_floats, no memory. */
 bool nad_panel_pack(nad_panel *pn, bool b_trans, int64_t n, int64_t k, const float *b,

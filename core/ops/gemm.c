@@ -142,8 +142,8 @@ static tile_fn *const tiles_t[5][MR_MAX + 1] = TABLE(tilet_);
 static inline int tile_height(int64_t r, int64_t rows, int mr)
 {
     int64_t left = rows - r;
-    if (left >= mr + mr / 2 || left <= mr) return left < mr ? (int)left : mr;
-    return left % mr != 0 && left % mr < mr / 2 ? (int)((left + 1) / 2) : mr;
+    if (left > mr && left < mr + mr / 2) return (int)((left + 1) / 2);
+    return left < mr ? (int)left : mr;
 }
 
 /* C[rows, n] for `rows` rows of A (see tile_fn) against a packed panel, in the calling
@@ -264,11 +264,9 @@ TARGET static void pack_transposed(int64_t n, int64_t k, const float *b, int64_t
 
 bool nad_panel_available(void) { return have_avx512() && kernel_enabled(); }
 
-bool nad_transpose_small(int64_t n, int64_t k, const float *b, int64_t ldb, float *p)
+void nad_transpose_small(int64_t n, int64_t k, const float *b, int64_t ldb, float *p)
 {
-    if (!have_avx512() || n < 1 || k < 1) return false;
     pack_transposed(n, k, b, ldb, p, (n + 15) / 16 * 16);
-    return true;
 }
 
 static void pack_into(float *p, bool b_trans, int64_t n, int64_t k, const float *b, int64_t ldb,
@@ -516,9 +514,14 @@ static void tn_run(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
     #pragma omp parallel for schedule(static) if (threads > 1)
     for (int64_t t = 0; t < tasks; t++) {
         double sums[TN_SUMS_MAX];
-        int64_t r0 = by_columns ? 0 : t * rows < m ? t * rows : m;
-        int64_t r1 = by_columns ? m : r0 + rows < m ? r0 + rows : m;
-        int64_t c0 = by_columns ? t * 64 : 0, c1 = by_columns ? (c0 + 64 < n ? c0 + 64 : n) : n;
+        int64_t r0 = 0, r1 = m, c0 = 0, c1 = n;
+        if (by_columns) {
+            c0 = t * 64;
+            c1 = c0 + 64 < n ? c0 + 64 : n;
+        } else {
+            r0 = t * rows < m ? t * rows : m;
+            r1 = r0 + rows < m ? r0 + rows : m;
+        }
         /* the bias sums: each row of C's by one task (the first column block's) */
         bool summing = db && c0 == 0;
         if (summing) memset(sums, 0, (size_t)(r1 - r0) * sizeof(double));

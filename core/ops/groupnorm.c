@@ -81,7 +81,7 @@ gn_apply(const float *x, float *y, int64_t p, int64_t c, int64_t nc, const float
             }
         else
             for (int64_t j = 0; j < nc; j++)
-                y[i * c + j] = (x[i * c + j] - m[j]) * r[j] * g[j] + b[j];
+                y[i * c + j] = gn_pre(x[i * c + j], m[j], r[j], g[j], b[j]);
 }
 
 /* dx = r (dy g - k1 - (x - m) r k2) over p pixels of nc channels (dx may be dy), dy masked

@@ -174,7 +174,7 @@ ln_row_means(const float *x, const float *dy, int64_t c, const float *g, int64_t
 }
 
 /* the parameter gradients' terms of one row, added to a block's float sums: pg[j] += dy xhat,
-   pb[j] += dy (x and dy are in L1 from ln_row_means) */
+   pb[j] += dy (x and dy are in L1 from ln_row_means where dx is made) */
 static inline __attribute__((always_inline)) void
 ln_row_param_terms(const float *x, const float *dy, int64_t c, float m, float r, float *pg,
                    float *pb)
@@ -209,7 +209,9 @@ ln_rows_backward(const float *x, const float *dy, const float *res, float *dx, i
     float k1[ROWS], k2[ROWS];
     if (pg) memset(pg, 0, (size_t)c * sizeof(float)), memset(pb, 0, (size_t)c * sizeof(float));
     for (int64_t r = r0; r < r1; r++) {
-        ln_row_means(x + r * c, dy + r * c, c, g, gs, mean[r], rstd[r], &k1[r - r0], &k2[r - r0]);
+        if (dx)
+            ln_row_means(x + r * c, dy + r * c, c, g, gs, mean[r], rstd[r], &k1[r - r0],
+                         &k2[r - r0]);
         if (pg) ln_row_param_terms(x + r * c, dy + r * c, c, mean[r], rstd[r], pg, pb);
     }
     if (!dx) return;

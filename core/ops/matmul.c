@@ -135,7 +135,8 @@ int nad_matmul(int32_t trans_a, int32_t trans_b, float alpha, const nad_tensor *
         _Alignas(64) float bt[SMALL_B];
         if (k == 0) {
             scale_matrix(ci, c, beta);
-        } else if (transpose_b && nad_transpose_small(n, k, bi, mb.ld, bt)) {
+        } else if (transpose_b) {
+            nad_transpose_small(n, k, bi, mb.ld, bt);
             cblas_sgemm(CblasRowMajor, fa ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)m,
                         (int)n, (int)k, alpha, ai, (int)ma.ld, bt, (int)ldt, beta, ci,
                         (int)mc.ld);
