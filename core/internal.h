@@ -113,6 +113,16 @@ void nad_panel_rows(const nad_panel *pn, int64_t rows, const float *a, int64_t l
    multiply-adds of arithmetic-bound work, or NAD_PAR_TRANSCENDENTAL elements of erf / exp work. */
 enum { NAD_PAR_FLOATS = 1 << 18, NAD_PAR_FMAS = 1 << 22, NAD_PAR_TRANSCENDENTAL = 1 << 16 };
 
+/* A parallel loop over [0, n) (parallel.c): fn(ctx, begin, end, thread) on disjoint ranges that
+   cover it, in the calling thread (thread 0) and the core's worker threads (1 to
+   nad_get_num_threads() - 1, for per-thread scratch), which claim ranges as they wake; the
+   calling thread never waits for a worker to wake. All in the calling thread when !parallel
+   (the work is below the NAD_PAR_* thresholds below), at 1 thread, or when called from inside
+   another loop. Ranges go to threads in no fixed order: what fn computes for an index must
+   not depend on the range or the thread that runs it. */
+typedef void (*nad_range_fn)(void *ctx, int64_t begin, int64_t end, int thread);
+void nad_parallel_for(int64_t n, bool parallel, nad_range_fn fn, void *ctx);
+
 /* Scratch of at least bytes from ws, 64-byte aligned; NULL (with an error set) on failure.
    Only one request is live at a time: take one block and carve it. */
 void *nad_workspace_get(nad_workspace *ws, size_t bytes);

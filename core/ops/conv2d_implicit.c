@@ -1,7 +1,6 @@
 /* conv2d_implicit.c: conv2d's GEMM path without im2col (the AVX-512 kernel reading the padded
    input in place), forward and, for stride 1, the input gradient as a convolution of dy. */
 #include "conv2d.h"
-#include <omp.h>
 #include <string.h>
 
 /* With the AVX-512 kernel (gemm.c) an output row (n, ho) is one product of Wo rows read
@@ -44,7 +43,7 @@ static int64_t padded_floats(const geom *g)
    alike either way, so the bits are the same. */
 bool nad_conv_images_to_threads(const geom *g)
 {
-    const int threads = omp_get_max_threads();
+    const int threads = nad_get_num_threads();
     return threads > 1 && (g->n % threads == 0 || g->n >= 4 * threads) &&
            g->rows * g->kcg * g->co > NAD_PAR_FMAS;
 }
@@ -52,7 +51,7 @@ bool nad_conv_images_to_threads(const geom *g)
 /* floats of implicit_forward's padded buffer: one image, or one per thread (above) */
 int64_t nad_implicit_floats(const geom *g)
 {
-    return padded_floats(g) * (nad_conv_images_to_threads(g) ? omp_get_max_threads() : 1);
+    return padded_floats(g) * (nad_conv_images_to_threads(g) ? nad_get_num_threads() : 1);
 }
 
 /* image n zero-padded into xp (rows [r0, r1) of the padded image) */
@@ -80,35 +79,66 @@ static void output_row(const geom *g, const nad_panel *pn, int nseg, const int64
                    yn + ho * g->wo * g->co, g->co);
 }
 
+/* one call's loops: whole images (each thread padding its own into xp, thread slot t at
+   t * padded_floats), or rows of image n (padded into xp first: pad_rows, then out_rows) */
+typedef struct fwd_loop {
+    const geom *g;
+    const nad_panel *pn;
+    const int64_t *off;
+    int nseg;
+    const float *xd, *src;
+    float *xp, *yd;
+    int64_t n;
+} fwd_loop;
+
+static void images(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const fwd_loop *l = ctx;
+    const geom *g = l->g;
+    const int64_t img = g->h * g->w * g->ci, out = g->ho * g->wo * g->co;
+    for (int64_t n = begin; n < end; n++) {
+        const float *src = l->xd + n * img;
+        if (g->pad) {
+            float *mine = l->xp + thread * padded_floats(g);
+            pad_rows(g, src, mine, 0, g->h + 2 * g->pad);
+            src = mine;
+        }
+        for (int64_t ho = 0; ho < g->ho; ho++) output_row(g, l->pn, l->nseg, l->off, src, ho, l->yd + n * out);
+    }
+}
+
+static void padded_rows(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const fwd_loop *l = ctx;
+    pad_rows(l->g, l->src, l->xp, begin, end);
+}
+
+static void out_rows(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const fwd_loop *l = ctx;
+    const geom *g = l->g;
+    for (int64_t ho = begin; ho < end; ho++)
+        output_row(g, l->pn, l->nseg, l->off, l->src, ho, l->yd + l->n * g->ho * g->wo * g->co);
+}
+
 void nad_implicit_forward(const geom *g, const nad_panel *pn, const float *xd, float *xp,
                           float *yd)
 {
     const int64_t pad = g->pad, wp = g->w + 2 * pad, hp = g->h + 2 * pad;
-    const int64_t img = g->h * g->w * g->ci, out = g->ho * g->wo * g->co;
+    const int64_t img = g->h * g->w * g->ci;
     int64_t off[MAX_SEGS];
-    int nseg = segments(g, wp, off);
-    if (nad_conv_images_to_threads(g)) { /* each thread pads its own images */
-        #pragma omp parallel for schedule(static)
-        for (int64_t n = 0; n < g->n; n++) {
-            const float *src = xd + n * img;
-            if (pad) {
-                float *mine = xp + omp_get_thread_num() * padded_floats(g);
-                pad_rows(g, src, mine, 0, hp);
-                src = mine;
-            }
-            for (int64_t ho = 0; ho < g->ho; ho++) output_row(g, pn, nseg, off, src, ho, yd + n * out);
-        }
+    fwd_loop l = {g, pn, off, segments(g, wp, off), xd, NULL, xp, yd, 0};
+    if (nad_conv_images_to_threads(g)) {
+        nad_parallel_for(g->n, true, images, &l);
         return;
     }
-    for (int64_t n = 0; n < g->n; n++) {
-        const float *src = xd + n * img;
+    for (l.n = 0; l.n < g->n; l.n++) {
+        l.src = xd + l.n * img;
         if (pad) {
-            #pragma omp parallel for schedule(static) if (hp * wp * g->ci > NAD_PAR_FLOATS)
-            for (int64_t r = 0; r < hp; r++) pad_rows(g, src, xp, r, r + 1);
-            src = xp;
+            nad_parallel_for(hp, hp * wp * g->ci > NAD_PAR_FLOATS, padded_rows, &l);
+            l.src = xp;
         }
-        #pragma omp parallel for schedule(static) if (g->ho * g->wo * g->kcg * g->co > NAD_PAR_FMAS)
-        for (int64_t ho = 0; ho < g->ho; ho++) output_row(g, pn, nseg, off, src, ho, yd + n * out);
+        nad_parallel_for(g->ho, g->ho * g->wo * g->kcg * g->co > NAD_PAR_FMAS, out_rows, &l);
     }
 }
 

@@ -147,6 +147,33 @@ nad_sm_dw_row(const geom *g, const float *xp, const float *dyp, int64_t q, float
     }
 }
 
+/* nad_conv2d_resized_forward's two loops */
+typedef struct resized_loop {
+    const geom *g;
+    const float *xd;
+    int64_t H, W, C;
+    int32_t out_h, out_w, align_corners;
+    const col_tap *cols;
+    int64_t wpl;
+    float *t, *xp; /* each thread's two resized source rows (2 C w floats); the planar rows */
+    const float *wp, *bias;
+    float *yd;
+} resized_loop;
+
+static void planar_rows(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const resized_loop *l = ctx;
+    nad_resize_planar_rows(l->xd, l->H, l->W, l->C, l->out_h, l->out_w, l->align_corners,
+                           l->cols, l->g->pad, l->wpl, r0, r1, l->t + thread * 2 * l->C * l->g->w,
+                           l->xp);
+}
+
+static void output_rows(void *ctx, int64_t q0, int64_t q1, int thread)
+{
+    const resized_loop *l = ctx;
+    for (int64_t q = q0; q < q1; q++) nad_sm_forward_row(l->g, l->xp, l->wp, l->bias, q, l->yd);
+}
+
 /* y = conv(resize(x to out_h x out_w)) for a convolution on the few-channel path (the
    segmentation head's K -> K 3x3 after its upsampling): the resized map is written straight
    into the conv's planar rows, never stored as a map of its own (one write and two reads of
@@ -182,7 +209,7 @@ int nad_conv2d_resized_forward(nad_workspace *ws, const nad_conv2d_params *p,
     if (b && (rc = nad_conv_check_vec(fn, "b", b, g.co))) return rc;
     if (nad_tensor_same_storage(x, y) || nad_tensor_same_storage(w, y))
         return nad_fail(NAD_EINVAL, "%s: y must not share storage with x or w", fn);
-    const int threads = omp_get_max_threads();
+    const int threads = nad_get_num_threads();
     size_t used = 0;
     const size_t o_w = nad_conv_carve(&used, g.kk * g.cig * g.co);
     const size_t o_b = nad_conv_carve(&used, g.co);
@@ -203,19 +230,13 @@ int nad_conv2d_resized_forward(nad_workspace *ws, const nad_conv2d_params *p,
     nad_sm_pack_weights(&g, w, false, wp);
     const float *xd = nad_data(x);
     const int64_t hp = g.h + 2 * g.pad, wpl = nad_sm_plane_width(&g), nr = g.n * hp;
-    #pragma omp parallel num_threads(threads) if (g.rows * g.kk * g.ci * g.co > NAD_PAR_FMAS / 4)
-    {
-        /* planar rows in contiguous ranges (each thread reuses its source rows), then the
-           output rows once all are made */
-        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        const int64_t per = (nr + nt - 1) / nt, r0 = id * per, r1 = r0 + per < nr ? r0 + per : nr;
-        if (r0 < r1)
-            nad_resize_planar_rows(xd, H, W, C, out_h, out_w, align_corners, cols, g.pad, wpl, r0,
-                                   r1, base + o_t + id * 2 * C * g.w, xp);
-        #pragma omp barrier
-        #pragma omp for schedule(static)
-        for (int64_t q = 0; q < g.n * g.ho; q++) nad_sm_forward_row(&g, xp, wp, bias, q, yd);
-    }
+    /* the planar rows in ranges (each thread reuses its source rows within one), then the
+       output rows once all are made */
+    const bool par = g.rows * g.kk * g.ci * g.co > NAD_PAR_FMAS / 4;
+    resized_loop l = {&g, xd, H, W, C, out_h, out_w, align_corners, cols, wpl, base + o_t, xp,
+                      wp, bias, yd};
+    nad_parallel_for(nr, par, planar_rows, &l);
+    nad_parallel_for(g.n * g.ho, par, output_rows, &l);
     free(cols);
     return 0;
 }

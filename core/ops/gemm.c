@@ -180,28 +180,46 @@ void nad_panel_rows(const nad_panel *pn, int64_t rows, const float *a, int64_t l
    stream the whole panel from L3 or memory again), chunks of at most PANEL_SMALL floats (L2)
    for fewer than MANY_ROWS rows, of PANEL_MAX for more. Work items are (chunk, row block)
    pairs, so threads split the chunks. */
+/* threads take blocks of RUN_ROWS rows (a multiple of every largest MR) */
+enum { RUN_ROWS = 24 };
+
+struct run_ctx {
+    const nad_panel *pn;
+    int64_t m, lda, ldc, cw, nrb;
+    const float *a;
+    float *c;
+    bool accumulate;
+};
+
+static void run_items(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    static const int64_t zero = 0;
+    const struct run_ctx *r = ctx;
+    const nad_panel *pn = r->pn;
+    for (int64_t item = begin; item < end; item++) {
+        int64_t c0 = item / r->nrb * r->cw, r0 = item % r->nrb * RUN_ROWS;
+        int64_t nr = r->m - r0 < RUN_ROWS ? r->m - r0 : RUN_ROWS;
+        nad_panel sub = *pn;
+        sub.p = pn->p + c0;
+        sub.bias = pn->bias ? pn->bias + c0 : NULL;
+        sub.n = pn->n - c0 < r->cw ? pn->n - c0 : r->cw;
+        panel_rows(&sub, nr, r->a + r0 * r->lda, r->lda, 1, &zero, r->accumulate,
+                   r->c + r0 * r->ldc + c0, r->ldc);
+    }
+}
+
 static void run(const nad_panel *pn, int64_t m, const float *a, int64_t lda, bool accumulate,
                 float *c, int64_t ldc)
 {
-    enum { ROWS = 24 };
-    static const int64_t zero = 0;
-    int64_t nrb = (m + ROWS - 1) / ROWS, cw = pn->ldp;
+    int64_t nrb = (m + RUN_ROWS - 1) / RUN_ROWS, cw = pn->ldp;
     int64_t limit = m < MANY_ROWS ? PANEL_SMALL : PANEL_MAX;
     if ((pn->k + 1) * pn->ldp > limit) {
         cw = limit / (pn->k + 1) / 64 * 64;
         if (cw < 64) cw = 64;
     }
     int64_t nch = (pn->n + cw - 1) / cw;
-    #pragma omp parallel for schedule(static) if (m * pn->n * pn->k > NAD_PAR_FMAS)
-    for (int64_t item = 0; item < nch * nrb; item++) {
-        int64_t c0 = item / nrb * cw, r0 = item % nrb * ROWS;
-        int64_t nr = m - r0 < ROWS ? m - r0 : ROWS;
-        nad_panel sub = *pn;
-        sub.p = pn->p + c0;
-        sub.bias = pn->bias ? pn->bias + c0 : NULL;
-        sub.n = pn->n - c0 < cw ? pn->n - c0 : cw;
-        panel_rows(&sub, nr, a + r0 * lda, lda, 1, &zero, accumulate, c + r0 * ldc + c0, ldc);
-    }
+    struct run_ctx r = {pn, m, lda, ldc, cw, nrb, a, c, accumulate};
+    nad_parallel_for(nch * nrb, m * pn->n * pn->k > NAD_PAR_FMAS, run_items, &r);
 }
 
 /* AUTONAD_GEMM=blas sends every product to cblas_sgemm: for A/B timing in one build. */

@@ -186,6 +186,40 @@ static int check_x(const char *fn, int32_t groups, const nad_tensor *x)
     return 0;
 }
 
+/* the forward's tasks: (sample, block of groups) pairs */
+typedef struct fwd_loop {
+    const float *xd, *g, *b;
+    float *yd, *md, *rd;
+    int64_t p, c, cg, gs, bs;
+    int32_t groups;
+    float eps;
+    bool relu;
+} fwd_loop;
+
+static void forward_tasks(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const fwd_loop *l = ctx;
+    for (int64_t q = begin; q < end; q++) {
+        gn_block k = block_of(q, l->groups, l->cg);
+        const float *xs = l->xd + k.s * l->p * l->c;
+        float *ys = l->yd + k.s * l->p * l->c;
+        float *ms = l->md + k.s * l->groups, *rs = l->rd + k.s * l->groups;
+        double gmean[CB], gvar[CB];
+        block_stats(&k, xs, l->p, l->c, l->cg, gmean, gvar);
+        for (int64_t i = 0; i < k.ng; i++) {
+            ms[k.g0 + i] = (float)gmean[i];
+            rs[k.g0 + i] = (float)(1.0 / sqrt(gvar[i] + l->eps));
+        }
+        for (int64_t j0 = 0; j0 < k.cn; j0 += CB) {
+            int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
+            float m[CB], r[CB], gv[CB], bv[CB];
+            piece_vectors(&k, j0, nc, l->cg, ms, rs, l->g, l->gs, m, r, gv);
+            piece_vectors(&k, j0, nc, l->cg, NULL, NULL, l->b, l->bs, NULL, NULL, bv);
+            gn_apply(xs + k.c0 + j0, ys + k.c0 + j0, l->p, l->c, nc, m, r, gv, bv, l->relu);
+        }
+    }
+}
+
 static int groupnorm_forward(const char *fn, bool relu, int32_t groups, float eps,
                              const nad_tensor *x, const nad_tensor *gamma, const nad_tensor *beta,
                              nad_tensor *y, nad_tensor *mean, nad_tensor *rstd)
@@ -207,25 +241,8 @@ static int groupnorm_forward(const char *fn, bool relu, int32_t groups, float ep
     float *yd = nad_data(y), *md = nad_data(mean), *rd = nad_data(rstd);
     int64_t gs = gamma->stride[0], bs = beta->stride[0];
     int64_t gpb = cg <= CB ? CB / cg : 1, tasks = n * ((groups + gpb - 1) / gpb);
-    #pragma omp parallel for schedule(static) if (n * p * c > NAD_PAR_FLOATS / 2)
-    for (int64_t q = 0; q < tasks; q++) {
-        gn_block k = block_of(q, groups, cg);
-        const float *xs = xd + k.s * p * c;
-        float *ys = yd + k.s * p * c, *ms = md + k.s * groups, *rs = rd + k.s * groups;
-        double gmean[CB], gvar[CB];
-        block_stats(&k, xs, p, c, cg, gmean, gvar);
-        for (int64_t i = 0; i < k.ng; i++) {
-            ms[k.g0 + i] = (float)gmean[i];
-            rs[k.g0 + i] = (float)(1.0 / sqrt(gvar[i] + eps));
-        }
-        for (int64_t j0 = 0; j0 < k.cn; j0 += CB) {
-            int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
-            float m[CB], r[CB], gv[CB], bv[CB];
-            piece_vectors(&k, j0, nc, cg, ms, rs, g, gs, m, r, gv);
-            piece_vectors(&k, j0, nc, cg, NULL, NULL, b, bs, NULL, NULL, bv);
-            gn_apply(xs + k.c0 + j0, ys + k.c0 + j0, p, c, nc, m, r, gv, bv, relu);
-        }
-    }
+    fwd_loop l = {xd, g, b, yd, md, rd, p, c, cg, gs, bs, groups, eps, relu};
+    nad_parallel_for(tasks, n * p * c > NAD_PAR_FLOATS / 2, forward_tasks, &l);
     return 0;
 }
 

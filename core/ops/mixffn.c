@@ -162,6 +162,31 @@ static void whole_batch(const ffn *f, int64_t n, const bufs *b)
 }
 
 /* the block's LayerNorm before fc1, or none (ln NULL) */
+/* the work items of one call: row ranges of images, each thread with its own buffers */
+typedef struct item_loop {
+    const ffn *f;
+    float *bufs0;
+    int64_t per_thread, xn_floats, per_image, H, rowc;
+    const float *halo; /* the rows around each item, copied before any item wrote y, or NULL */
+} item_loop;
+
+static void run_items(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const item_loop *l = ctx;
+    const ffn *f = l->f;
+    const int64_t row = f->w * f->hd;
+    float *mine = l->bufs0 + thread * l->per_thread;
+    bufs b = {mine, mine + (f->band + 2) * row, mine + 2 * (f->band + 2) * row,
+              mine + 2 * (f->band + 2) * row + l->xn_floats};
+    for (int64_t it = begin; it < end; it++) {
+        const int64_t n = it / l->per_image, p = it % l->per_image;
+        const int64_t h0 = l->H * p / l->per_image, h1 = l->H * (p + 1) / l->per_image;
+        item t = {n * l->H + h0, n * l->H + h1, NULL, NULL};
+        if (l->halo) t.above = l->halo + 2 * it * l->rowc, t.below = l->halo + (2 * it + 1) * l->rowc;
+        ffn_rows(f, &t, n, h0, h1, &b);
+    }
+}
+
 typedef struct ln_args {
     float eps;
     const nad_tensor *gamma, *beta;
@@ -205,7 +230,7 @@ static int mixffn(const char *fn, nad_workspace *ws, const ln_args *ln, const na
         (r && r != y && nad_tensor_same_storage(r, y)))
         return nad_fail(NAD_EINVAL, "%s: y must not share storage with x (or with r, unless it is r)", fn);
 
-    const int threads = omp_get_max_threads();
+    const int threads = nad_get_num_threads();
     const int64_t row = W > 0 ? W * hd : 1;
     f.band = BAND_FLOATS / row - 2 > MIN_BAND ? BAND_FLOATS / row - 2 : MIN_BAND;
     const bool whole = N * H * row <= BAND_FLOATS; /* the whole batch is one band */
@@ -255,17 +280,8 @@ static int mixffn(const char *fn, nad_workspace *ws, const ln_args *ln, const na
             if (h1 < H) memcpy(halo + (2 * it + 1) * rowc, f.x + (n * H + h1) * rowc, (size_t)rowc * sizeof(float));
         }
     const double fmas = (double)N * H * W * hd * (2.0 * C + 9.0);
-    #pragma omp parallel for schedule(static) if (fmas > NAD_PAR_FMAS && items > 1)
-    for (int64_t it = 0; it < items; it++) {
-        float *mine = bufs0 + omp_get_thread_num() * per_thread;
-        bufs b = {mine, mine + (f.band + 2) * row, mine + 2 * (f.band + 2) * row,
-                  mine + 2 * (f.band + 2) * row + xn_floats};
-        const int64_t n = it / per_image, p = it % per_image;
-        const int64_t h0 = H * p / per_image, h1 = H * (p + 1) / per_image;
-        item t = {n * H + h0, n * H + h1, NULL, NULL};
-        if (halos) t.above = halo + 2 * it * rowc, t.below = halo + (2 * it + 1) * rowc;
-        ffn_rows(&f, &t, n, h0, h1, &b);
-    }
+    item_loop loop = {&f, bufs0, per_thread, xn_floats, per_image, H, rowc, halos ? halo : NULL};
+    nad_parallel_for(items, fmas > NAD_PAR_FMAS, run_items, &loop);
     return 0;
 }
 

@@ -150,6 +150,46 @@ static int check_source(const char *fn, const char *name, const nad_tensor *x, c
     return 0;
 }
 
+/* resize_rows's loop: output rows [r0, r1) across the batch; each thread keeps the source
+   rows it interpolated horizontally (2 per source, in its slot of rows and held_all) for the
+   next output row, starting afresh with each range */
+typedef struct rows_loop {
+    int32_t align_corners;
+    int n;
+    const source *src;
+    int64_t Ho, Wo, C, ys;
+    bool accumulate;
+    float *yd, *rows;
+    int64_t *held_all;
+} rows_loop;
+
+static void resize_rows_range(void *ctx, int64_t r0, int64_t r1, int id)
+{
+    const rows_loop *l = ctx;
+    const int n = l->n;
+    const int64_t Ho = l->Ho, Wo = l->Wo, C = l->C;
+    int64_t *held = l->held_all + id * n * 2; /* source row (b H + h) each t holds */
+    for (int i = 0; i < 2 * n; i++) held[i] = -1;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t b = r / Ho, oh = r % Ho;
+        for (int i = 0; i < n; i++) {
+            const source *q = &l->src[i];
+            float *t[2] = { l->rows + ((int64_t)(id * n + i) * 2) * Wo * C,
+                            l->rows + ((int64_t)(id * n + i) * 2 + 1) * Wo * C };
+            int64_t *hd = held + 2 * i, h[2];
+            float a0, a1;
+            taps(q->sh, oh, q->H, l->align_corners, &h[0], &h[1], &a0, &a1);
+            const float *u[2];
+            for (int j = 0; j < 2; j++) {
+                const int64_t sr = b * q->H + h[j];
+                u[j] = source_row(sr, b * q->H + h[1 - j], q->x + sr * q->W * C, q->cols, Wo, C,
+                                  false, hd, t);
+            }
+            vrow(u[0], u[1], a0, a1, Wo, C, l->ys, l->accumulate || i > 0, l->yd + r * Wo * l->ys);
+        }
+    }
+}
+
 /* y = (or +=, with accumulate) the sum of the n sources resized to y's Ho x Wo, part after part
    for each output row while the row is in cache.
 
@@ -169,7 +209,7 @@ static int resize_rows(const char *fn, int32_t align_corners, int n, source *src
                                     "tensor", fn);
     float *yd = nad_data(y);
     const bool par = N * Ho * Wo * C * n > PAR_MIN;
-    const int threads = par ? omp_get_max_threads() : 1;
+    const int threads = par ? nad_get_num_threads() : 1;
     float *rows = malloc((size_t)(threads * n * 2 * Wo * C) * sizeof(float));
     int64_t *held_all = malloc((size_t)(threads * n * 2) * sizeof(int64_t));
     bool ok = rows && held_all;
@@ -180,32 +220,8 @@ static int resize_rows(const char *fn, int32_t align_corners, int n, source *src
         ok = ok && src[i].cols;
     }
     if (ok) {
-        #pragma omp parallel num_threads(threads) if (par)
-        {
-            const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-            const int64_t per = (N * Ho + nt - 1) / nt, r0 = id * per;
-            const int64_t r1 = r0 + per < N * Ho ? r0 + per : N * Ho;
-            int64_t *held = held_all + id * n * 2; /* source row (b H + h) each t holds */
-            for (int i = 0; i < 2 * n; i++) held[i] = -1;
-            for (int64_t r = r0; r < r1; r++) {
-                const int64_t b = r / Ho, oh = r % Ho;
-                for (int i = 0; i < n; i++) {
-                    const source *q = &src[i];
-                    float *t[2] = { rows + ((int64_t)(id * n + i) * 2) * Wo * C,
-                                    rows + ((int64_t)(id * n + i) * 2 + 1) * Wo * C };
-                    int64_t *hd = held + 2 * i, h[2];
-                    float a0, a1;
-                    taps(q->sh, oh, q->H, align_corners, &h[0], &h[1], &a0, &a1);
-                    const float *u[2];
-                    for (int j = 0; j < 2; j++) {
-                        const int64_t sr = b * q->H + h[j];
-                        u[j] = source_row(sr, b * q->H + h[1 - j], q->x + sr * q->W * C, q->cols,
-                                          Wo, C, false, hd, t);
-                    }
-                    vrow(u[0], u[1], a0, a1, Wo, C, ys, accumulate || i > 0, yd + r * Wo * ys);
-                }
-            }
-        }
+        rows_loop l = {align_corners, n, src, Ho, Wo, C, ys, accumulate, yd, rows, held_all};
+        nad_parallel_for(N * Ho, par, resize_rows_range, &l);
     }
     for (int i = 0; i < n; i++) free(src[i].cols);
     free(rows);

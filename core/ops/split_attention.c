@@ -139,6 +139,27 @@ int nad_split_attention_pool(const int32_t *dirs1, const int32_t *dirs2, const n
     return 0;
 }
 
+/* nad_split_attention_mix's loop: rows of the batch */
+typedef struct mix_loop {
+    const int32_t *dirs1, *dirs2;
+    const float *qd, *kvd, *planes;
+    float *yd;
+    int64_t N, H, W, C;
+} mix_loop;
+
+static void mix_rows(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const mix_loop *l = ctx;
+    const int64_t N = l->N, H = l->H, W = l->W, C = l->C;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t n = r / H, h = r % H;
+        quarter qs[4];
+        quarters(l->dirs1, l->dirs2, l->qd, l->kvd, n, h, H, W, C, qs);
+        mix_row(qs, l->kvd + r * W * 2 * C + C, l->planes + n * C, l->planes + N * C + n * C,
+                l->planes + 2 * N * C + n * C, W, C, l->yd + r * W * C);
+    }
+}
+
 int nad_split_attention_mix(const int32_t *dirs1, const int32_t *dirs2, const nad_tensor *q,
                             const nad_tensor *kv, const nad_tensor *wts, nad_tensor *y)
 {
@@ -164,14 +185,8 @@ int nad_split_attention_mix(const int32_t *dirs1, const int32_t *dirs2, const na
     if (!planes) return nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
     for (int64_t i = 0; i < N * C; i++)
         for (int b = 0; b < 3; b++) planes[b * N * C + i] = wd[3 * i + b];
-    #pragma omp parallel for schedule(static) if (N * H * W * 4 * C > NAD_PAR_FLOATS)
-    for (int64_t r = 0; r < N * H; r++) {
-        const int64_t n = r / H, h = r % H;
-        quarter qs[4];
-        quarters(dirs1, dirs2, qd, kvd, n, h, H, W, C, qs);
-        mix_row(qs, kvd + r * W * 2 * C + C, planes + n * C, planes + N * C + n * C,
-                planes + 2 * N * C + n * C, W, C, yd + r * W * C);
-    }
+    mix_loop l = {dirs1, dirs2, qd, kvd, planes, yd, N, H, W, C};
+    nad_parallel_for(N * H, N * H * W * 4 * C > NAD_PAR_FLOATS, mix_rows, &l);
     free(planes);
     return 0;
 }
