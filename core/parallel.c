@@ -71,6 +71,7 @@ static void *worker_main(void *arg)
 {
     int index = (int)(intptr_t)arg; /* 0-based among the workers */
     inside = true;
+    omp_set_num_threads(1); /* see nad_parallel_for */
     uint64_t seen = 0;
     for (;;) {
         pthread_mutex_lock(&pool.mu);
@@ -144,9 +145,14 @@ void nad_parallel_for(int64_t n, bool parallel, nad_range_fn fn, void *ctx)
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.mu);
     }
+    /* inside a chunk, OpenMP loops and OpenBLAS (which threads by the calling thread's
+       OpenMP thread count) run in their thread, as they did inside an OpenMP region */
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
     inside = true;
     take_chunks(gen, 0);
     inside = false;
+    omp_set_num_threads(saved);
     /* only chunks another thread is running are left */
     for (int spins = 0;
          atomic_load_explicit(&pool.done, memory_order_acquire) < chunks; spins++) {

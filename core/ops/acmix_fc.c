@@ -101,6 +101,28 @@ dw_pixel(const float *qd, const float *kvd, const float *gp, int64_t C, int64_t 
         for (int k = 0; k < KPOS; k++) acc[KPOS * MAX_MAPS + k] += gp[i * KPOS + k];
 }
 
+/* the per-pixel loops of the forward and of the input gradients */
+typedef struct pixel_loop {
+    const float *qd, *kvd, *wd, *bd, *g;
+    float *fd, *dqd, *dkvd;
+    int64_t C, d, heads, ws;
+} pixel_loop;
+
+static void forward_pixels(void *ctx, int64_t p0, int64_t p1, int thread)
+{
+    const pixel_loop *l = ctx;
+    for (int64_t p = p0; p < p1; p++)
+        forward_pixel(l->qd, l->kvd, l->C, l->d, l->heads, p, l->wd, l->ws, l->bd,
+                      l->fd + p * KPOS * l->d);
+}
+
+static void dsrc_pixels(void *ctx, int64_t p0, int64_t p1, int thread)
+{
+    const pixel_loop *l = ctx;
+    for (int64_t p = p0; p < p1; p++)
+        dsrc_pixel(l->g + p * KPOS * l->d, l->C, l->d, l->heads, p, l->wd, l->ws, l->dqd, l->dkvd);
+}
+
 int nad_acmix_fc_forward(int32_t head_dim, const nad_tensor *q, const nad_tensor *kv,
                          const nad_tensor *w, const nad_tensor *b, nad_tensor *f)
 {
@@ -114,9 +136,8 @@ int nad_acmix_fc_forward(int32_t head_dim, const nad_tensor *q, const nad_tensor
     const float *qd = nad_data(q), *kvd = nad_data(kv), *wd = nad_data(w);
     const float *bd = b ? nad_data(b) : NULL;
     float *fd = nad_data(f);
-    #pragma omp parallel for schedule(static) if (P * maps * d > NAD_PAR_FLOATS)
-    for (int64_t p = 0; p < P; p++)
-        forward_pixel(qd, kvd, C, d, heads, p, wd, ws, bd, fd + p * KPOS * d);
+    pixel_loop l = {qd, kvd, wd, bd, NULL, fd, NULL, NULL, C, d, heads, ws};
+    nad_parallel_for(P, P * maps * d > NAD_PAR_FLOATS, forward_pixels, &l);
     return 0;
 }
 
@@ -144,9 +165,8 @@ int nad_acmix_fc_backward(int32_t head_dim, const nad_tensor *q, const nad_tenso
 
     /* dsrc_j[i] = sum_k w[k,j] df[i*9+k] */
     if (dq || dkv) {
-        #pragma omp parallel for schedule(static) if (P * maps * d > NAD_PAR_FLOATS)
-        for (int64_t p = 0; p < P; p++)
-            dsrc_pixel(g + p * KPOS * d, C, d, heads, p, wd, ws, dqd, dkvd);
+        pixel_loop l = {qd, kvd, wd, NULL, g, NULL, dqd, dkvd, C, d, heads, ws};
+        nad_parallel_for(P, P * maps * d > NAD_PAR_FLOATS, dsrc_pixels, &l);
     }
     if (!dw && !db) return 0;
     /* dw[k,j] += sum_p,i df[p, i*9+k] src_j[p,i]; per-thread partials summed in thread order,

@@ -56,6 +56,31 @@ void nad_gelu_grad_span(const float *x, const float *dy, float *dx, int64_t n)
         gelu_grad_block(x + b, dy + b, dx + b, n - b < BLOCK ? n - b : BLOCK);
 }
 
+/* the operators' loop: blocks of BLOCK elements through a unary (x -> y) or a gradient
+   (x, dy -> y) kernel */
+typedef struct block_loop {
+    void (*unary)(const float *x, float *y, int64_t n);
+    void (*binary)(const float *x, const float *dy, float *y, int64_t n);
+    const float *x, *dy;
+    float *y;
+    int64_t n;
+} block_loop;
+
+static void blocks(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const block_loop *l = ctx;
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t b = i * BLOCK, len = l->n - b < BLOCK ? l->n - b : BLOCK;
+        if (l->unary) l->unary(l->x + b, l->y + b, len);
+        else l->binary(l->x + b, l->dy + b, l->y + b, len);
+    }
+}
+
+static void run_blocks(block_loop *l, bool parallel)
+{
+    nad_parallel_for((l->n + BLOCK - 1) / BLOCK, parallel, blocks, l);
+}
+
 int nad_gelu_forward(const nad_tensor *x, nad_tensor *y)
 {
     int rc = check_unary("gelu_forward", x, y);
@@ -63,8 +88,8 @@ int nad_gelu_forward(const nad_tensor *x, nad_tensor *y)
     const float *xd = nad_data(x);
     float *yd = nad_data(y);
     int64_t n = nad_numel(x);
-    #pragma omp parallel for schedule(static) if (n > NAD_PAR_TRANSCENDENTAL)
-    for (int64_t b = 0; b < n; b += BLOCK) gelu_block(xd + b, yd + b, n - b < BLOCK ? n - b : BLOCK);
+    run_blocks(&(block_loop){.unary = gelu_block, .x = xd, .y = yd, .n = n},
+               n > NAD_PAR_TRANSCENDENTAL);
     return 0;
 }
 
@@ -76,9 +101,8 @@ int nad_gelu_backward(const nad_tensor *x, const nad_tensor *dy, nad_tensor *dx)
     const float *xd = nad_data(x), *g = nad_data(dy);
     float *o = nad_data(dx);
     int64_t n = nad_numel(x);
-    #pragma omp parallel for schedule(static) if (n > NAD_PAR_TRANSCENDENTAL)
-    for (int64_t b = 0; b < n; b += BLOCK)
-        gelu_grad_block(xd + b, g + b, o + b, n - b < BLOCK ? n - b : BLOCK);
+    run_blocks(&(block_loop){.binary = gelu_grad_block, .x = xd, .dy = g, .y = o, .n = n},
+               n > NAD_PAR_TRANSCENDENTAL);
     return 0;
 }
 
@@ -109,8 +133,8 @@ int nad_relu_forward(const nad_tensor *x, nad_tensor *y)
     const float *xd = nad_data(x);
     float *yd = nad_data(y);
     int64_t n = nad_numel(x);
-    #pragma omp parallel for schedule(static) if (n > NAD_PAR_FLOATS)
-    for (int64_t b = 0; b < n; b += BLOCK) relu_block(xd + b, yd + b, n - b < BLOCK ? n - b : BLOCK);
+    run_blocks(&(block_loop){.unary = relu_block, .x = xd, .y = yd, .n = n},
+               n > NAD_PAR_FLOATS);
     return 0;
 }
 
@@ -122,8 +146,7 @@ int nad_relu_backward(const nad_tensor *x, const nad_tensor *dy, nad_tensor *dx)
     const float *xd = nad_data(x), *g = nad_data(dy);
     float *o = nad_data(dx);
     int64_t n = nad_numel(x);
-    #pragma omp parallel for schedule(static) if (n > NAD_PAR_FLOATS)
-    for (int64_t b = 0; b < n; b += BLOCK)
-        relu_grad_block(xd + b, g + b, o + b, n - b < BLOCK ? n - b : BLOCK);
+    run_blocks(&(block_loop){.binary = relu_grad_block, .x = xd, .dy = g, .y = o, .n = n},
+               n > NAD_PAR_FLOATS);
     return 0;
 }

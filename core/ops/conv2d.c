@@ -271,6 +271,60 @@ static void gemm_nt_w(bool in_params, int64_t m, int64_t n, int64_t k, const flo
         nad_gemm_nt(m, n, k, a, lda, w, ldw, bias, bias_stride, false, y, ldy);
 }
 
+/* conv_forward's loops on the direct paths: output rows (q = image * Ho + row) of the
+   depthwise and few-channel paths, the few-channel path's planar input rows, and the grouped
+   path's images (each thread gathering its own into its slot of xs) or one image's rows */
+typedef struct fwd_loop {
+    const geom *g;
+    const float *xd, *w, *bias;
+    float *yd, *ad, *xs; /* output, its GELU (or NULL), gathered or planar input */
+    int64_t wpl, n;
+} fwd_loop;
+
+static void dw_rows(void *ctx, int64_t q0, int64_t q1, int thread)
+{
+    const fwd_loop *l = ctx;
+    const int64_t row = l->g->wo * l->g->co;
+    for (int64_t q = q0; q < q1; q++) {
+        nad_dw_forward_row(l->g, l->xd, l->w, l->bias, q, l->yd);
+        if (l->ad) nad_gelu_span(l->yd + q * row, l->ad + q * row, row);
+    }
+}
+
+static void gr_images(void *ctx, int64_t n0, int64_t n1, int thread)
+{
+    const fwd_loop *l = ctx;
+    const geom *g = l->g;
+    const int64_t img = g->h * g->w * g->ci, out_img = g->ho * g->wo * g->co;
+    float *mine = l->xs + thread * g->h * g->w * g->cig * g->co;
+    for (int64_t n = n0; n < n1; n++) {
+        nad_gr_gather_image(g, l->xd + n * img, mine);
+        for (int64_t ho = 0; ho < g->ho; ho++)
+            nad_gr_forward_row(g, mine, l->w, l->bias, ho, l->yd + n * out_img);
+    }
+}
+
+static void gr_rows(void *ctx, int64_t h0, int64_t h1, int thread)
+{
+    const fwd_loop *l = ctx;
+    const geom *g = l->g;
+    for (int64_t ho = h0; ho < h1; ho++)
+        nad_gr_forward_row(g, l->xs, l->w, l->bias, ho, l->yd + l->n * g->ho * g->wo * g->co);
+}
+
+static void sm_planar_rows(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const fwd_loop *l = ctx;
+    const geom *g = l->g;
+    for (int64_t r = r0; r < r1; r++) nad_sm_planar_row(l->xd, g->h, g->w, g->ci, g->pad, l->wpl, r, l->xs);
+}
+
+static void sm_rows(void *ctx, int64_t q0, int64_t q1, int thread)
+{
+    const fwd_loop *l = ctx;
+    for (int64_t q = q0; q < q1; q++) nad_sm_forward_row(l->g, l->xs, l->w, l->bias, q, l->yd);
+}
+
 /* y = conv(x, w) + b, and with act: act = GELU(y). The depthwise path applies GELU to each
    row as it is made (still in cache); the others over the whole output after. With act, y may
    be NULL: the pre-activation is then not kept (act holds it until GELU runs in place). */
@@ -303,7 +357,7 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     else if (g.path == PATH_GEMM) o_cols = nad_conv_carve(&used, g.chunk * g.wo * g.kk * g.ci);
     if (g.path == PATH_GROUPED) /* the gathered image, one per thread when threads take images */
         o_cols = nad_conv_carve(&used, g.h * g.w * g.cig * g.co *
-                                           (nad_conv_images_to_threads(&g) ? omp_get_max_threads() : 1));
+                                           (nad_conv_images_to_threads(&g) ? nad_get_num_threads() : 1));
     if (g.path == PATH_SMALL) o_cols = nad_conv_carve(&used, nad_sm_input_floats(&g));
     float *base = nad_workspace_get(ws, used * sizeof(float));
     if (!base) return nad_fail(NAD_ENOMEM, "%s: %s", fn, nad_last_error());
@@ -324,33 +378,22 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
     if (g.path == PATH_DEPTHWISE) {
         float *wt = base + o_w;
         nad_dw_pack_taps(&g, w, false, wt);
-        const int64_t row = g.wo * g.co;
-        #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
-        for (int64_t q = 0; q < g.n * g.ho; q++) {
-            nad_dw_forward_row(&g, xd, wt, bias, q, yd);
-            if (ad) nad_gelu_span(yd + q * row, ad + q * row, row);
-        }
+        fwd_loop l = {.g = &g, .xd = xd, .w = wt, .bias = bias, .yd = yd, .ad = ad};
+        nad_parallel_for(g.n * g.ho, g.rows * g.ci > NAD_PAR_FLOATS / 2, dw_rows, &l);
         return 0;
     }
     if (g.path == PATH_GROUPED) {
         float *wg = base + o_w, *xg = base + o_cols;
-        const int64_t img = g.h * g.w * g.ci, out_img = g.ho * g.wo * g.co, cols = g.h * g.w * g.cig * g.co;
+        const int64_t img = g.h * g.w * g.ci;
         nad_gr_pack_weights(&g, w, wg);
+        fwd_loop l = {.g = &g, .xd = xd, .w = wg, .bias = bias, .yd = yd, .xs = xg};
         if (nad_conv_images_to_threads(&g)) { /* each thread gathers its own images */
-            #pragma omp parallel for schedule(static)
-            for (int64_t n = 0; n < g.n; n++) {
-                float *mine = xg + omp_get_thread_num() * cols;
-                nad_gr_gather_image(&g, xd + n * img, mine);
-                for (int64_t ho = 0; ho < g.ho; ho++)
-                    nad_gr_forward_row(&g, mine, wg, bias, ho, yd + n * out_img);
-            }
+            nad_parallel_for(g.n, true, gr_images, &l);
             return act ? nad_gelu_forward(out, act) : 0;
         }
-        for (int64_t n = 0; n < g.n; n++) {
-            nad_gr_gather_image(&g, xd + n * img, xg);
-            float *yn = yd + n * out_img;
-            #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * g.cig * g.co > NAD_PAR_FMAS / 4)
-            for (int64_t ho = 0; ho < g.ho; ho++) nad_gr_forward_row(&g, xg, wg, bias, ho, yn);
+        for (l.n = 0; l.n < g.n; l.n++) {
+            nad_gr_gather_image(&g, xd + l.n * img, xg);
+            nad_parallel_for(g.ho, g.ho * g.wo * g.kk * g.cig * g.co > NAD_PAR_FMAS / 4, gr_rows, &l);
         }
         return act ? nad_gelu_forward(out, act) : 0;
     }
@@ -358,13 +401,10 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
         const int64_t hp = g.h + 2 * g.pad, wpl = nad_sm_plane_width(&g);
         float *wp = base + o_w, *xp = base + o_cols;
         nad_sm_pack_weights(&g, w, false, wp);
-        #pragma omp parallel if (g.rows * g.kk * g.ci * g.co > NAD_PAR_FMAS / 4)
-        {
-            #pragma omp for schedule(static)
-            for (int64_t r = 0; r < g.n * hp; r++) nad_sm_planar_row(xd, g.h, g.w, g.ci, g.pad, wpl, r, xp);
-            #pragma omp for schedule(static)
-            for (int64_t q = 0; q < g.n * g.ho; q++) nad_sm_forward_row(&g, xp, wp, bias, q, yd);
-        }
+        const bool par = g.rows * g.kk * g.ci * g.co > NAD_PAR_FMAS / 4;
+        fwd_loop l = {.g = &g, .xd = xd, .w = wp, .bias = bias, .yd = yd, .xs = xp, .wpl = wpl};
+        nad_parallel_for(g.n * hp, par, sm_planar_rows, &l);
+        nad_parallel_for(g.n * g.ho, par, sm_rows, &l);
         return act ? nad_gelu_forward(out, act) : 0;
     }
     /* the GEMM paths read the bias in place (any stride); w too where its rows allow

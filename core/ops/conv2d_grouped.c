@@ -6,18 +6,31 @@
 #include "conv2d.h"
 #include <string.h>
 
-void nad_gr_gather_image(const geom *g, const float *xn, float *xg)
+typedef struct gather_loop {
+    const geom *g;
+    const float *xn;
+    float *xg;
+} gather_loop;
+
+static void gather_pixels(void *ctx, int64_t p0, int64_t p1, int thread)
 {
+    const gather_loop *l = ctx;
+    const geom *g = l->g;
     const int64_t cg = g->cig * g->co;
-    #pragma omp parallel for schedule(static) if (g->h * g->w * cg > NAD_PAR_FLOATS)
-    for (int64_t pix = 0; pix < g->h * g->w; pix++) {
-        const float *src = xn + pix * g->ci;
-        float *dst = xg + pix * cg;
+    for (int64_t pix = p0; pix < p1; pix++) {
+        const float *src = l->xn + pix * g->ci;
+        float *dst = l->xg + pix * cg;
         for (int64_t j = 0; j < g->cig; j++)
             for (int64_t gr = 0; gr < g->g; gr++)
                 for (int64_t o = 0; o < g->cog; o++)
                     dst[j * g->co + gr * g->cog + o] = src[gr * g->cig + j];
     }
+}
+
+void nad_gr_gather_image(const geom *g, const float *xn, float *xg)
+{
+    gather_loop l = {g, xn, xg};
+    nad_parallel_for(g->h * g->w, g->h * g->w * g->cig * g->co > NAD_PAR_FLOATS, gather_pixels, &l);
 }
 
 void nad_gr_pack_weights(const geom *g, const nad_tensor *w, float *wg)

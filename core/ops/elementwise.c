@@ -2,6 +2,7 @@
    backward, y = s x. Any strides. Used for residuals, layer scales, the S2-MLPv2 split
    attention weights and the FPN's top-down sums. */
 #include "../internal.h"
+#include <string.h>
 
 enum { PAR_MIN = NAD_PAR_FLOATS, COL_CHUNK = 256 };
 
@@ -54,6 +55,53 @@ mul_span(const float *a, const float *b, float *y, int64_t n)
 
 enum { SPAN = 4096 }; /* contiguous work goes to threads in spans of this many floats */
 
+/* binary_run's loops: spans of SPAN floats (all contiguous), or rows */
+typedef struct binary_loop {
+    binop op;
+    float alpha, beta;
+    const float *ad, *bd;
+    float *yd;
+    int64_t n;
+    nad_rowiter ia, ib, iy;
+} binary_loop;
+
+static void binary_spans(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const binary_loop *l = ctx;
+    for (int64_t i = begin * SPAN; i < end * SPAN && i < l->n; i += SPAN) {
+        int64_t len = l->n - i < SPAN ? l->n - i : SPAN;
+        if (l->op == OP_ADD) add_span(l->alpha, l->ad + i, l->beta, l->bd + i, l->yd + i, len);
+        else mul_span(l->ad + i, l->bd + i, l->yd + i, len);
+    }
+}
+
+static void binary_rows(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const binary_loop *l = ctx;
+    const float alpha = l->alpha, beta = l->beta;
+    const int64_t len = l->ia.len, sa = l->ia.inner, sb = l->ib.inner, sy = l->iy.inner;
+    for (int64_t r = begin; r < end; r++) {
+        const float *ar = l->ad + nad_rowiter_offset(&l->ia, r);
+        const float *br = l->bd + nad_rowiter_offset(&l->ib, r);
+        float *yr = l->yd + nad_rowiter_offset(&l->iy, r);
+        if (sa == 1 && sb == 1 && sy == 1) {
+            if (l->op == OP_ADD) add_span(alpha, ar, beta, br, yr, len);
+            else mul_span(ar, br, yr, len);
+        } else if (sa == 1 && sb == 0 && sy == 1) {
+            const float bv = br[0];
+            if (l->op == OP_ADD)
+                for (int64_t j = 0; j < len; j++) yr[j] = alpha * ar[j] + beta * bv;
+            else
+                for (int64_t j = 0; j < len; j++) yr[j] = ar[j] * bv;
+        } else {
+            for (int64_t j = 0; j < len; j++) {
+                float av = ar[j * sa], bv = br[j * sb];
+                yr[j * sy] = l->op == OP_ADD ? alpha * av + beta * bv : av * bv;
+            }
+        }
+    }
+}
+
 /* The shared loop: y = op(a, b) over a's shape, rows split between threads. Reading an
    element before writing it keeps y == a or y == b (same view) correct. */
 static void binary_run(binop op, float alpha, const nad_tensor *a, float beta,
@@ -64,40 +112,16 @@ static void binary_run(binop op, float alpha, const nad_tensor *a, float beta,
     int64_t n = nad_numel(a);
     if (nad_is_contiguous(a) && nad_is_contiguous(y) && nad_is_contiguous(b) &&
         nad_numel(b) == n) {
-        #pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (int64_t i = 0; i < n; i += SPAN) {
-            int64_t len = n - i < SPAN ? n - i : SPAN;
-            if (op == OP_ADD) add_span(alpha, ad + i, beta, bd + i, yd + i, len);
-            else mul_span(ad + i, bd + i, yd + i, len);
-        }
+        binary_loop l = {.op = op, .alpha = alpha, .beta = beta, .ad = ad, .bd = bd, .yd = yd,
+                         .n = n};
+        nad_parallel_for((n + SPAN - 1) / SPAN, n > PAR_MIN, binary_spans, &l);
         return;
     }
-    nad_rowiter ia, ib, iy;
-    nad_rowiter_init(&ia, a);
-    nad_rowiter_init_strides(&ib, a, bstride);
-    nad_rowiter_init_strides(&iy, a, y->stride);
-    const int64_t len = ia.len, sa = ia.inner, sb = ib.inner, sy = iy.inner;
-    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t r = 0; r < ia.rows; r++) {
-        const float *ar = ad + nad_rowiter_offset(&ia, r);
-        const float *br = bd + nad_rowiter_offset(&ib, r);
-        float *yr = yd + nad_rowiter_offset(&iy, r);
-        if (sa == 1 && sb == 1 && sy == 1) {
-            if (op == OP_ADD) add_span(alpha, ar, beta, br, yr, len);
-            else mul_span(ar, br, yr, len);
-        } else if (sa == 1 && sb == 0 && sy == 1) {
-            const float bv = br[0];
-            if (op == OP_ADD)
-                for (int64_t j = 0; j < len; j++) yr[j] = alpha * ar[j] + beta * bv;
-            else
-                for (int64_t j = 0; j < len; j++) yr[j] = ar[j] * bv;
-        } else {
-            for (int64_t j = 0; j < len; j++) {
-                float av = ar[j * sa], bv = br[j * sb];
-                yr[j * sy] = op == OP_ADD ? alpha * av + beta * bv : av * bv;
-            }
-        }
-    }
+    binary_loop l = {.op = op, .alpha = alpha, .beta = beta, .ad = ad, .bd = bd, .yd = yd, .n = n};
+    nad_rowiter_init(&l.ia, a);
+    nad_rowiter_init_strides(&l.ib, a, bstride);
+    nad_rowiter_init_strides(&l.iy, a, y->stride);
+    nad_parallel_for(l.ia.rows, n > PAR_MIN, binary_rows, &l);
 }
 
 int nad_add(float alpha, const nad_tensor *a, float beta, const nad_tensor *b, nad_tensor *y)
@@ -116,6 +140,55 @@ int nad_mul(const nad_tensor *a, const nad_tensor *b, nad_tensor *y)
     if (rc) return rc;
     binary_run(OP_MUL, 1, a, 0, b, bstride, y);
     return 0;
+}
+
+/* mul_backward_db's tasks: (row of db, chunk of its columns) pairs */
+typedef struct db_loop {
+    const nad_tensor *a, *dy, *db;
+    const float *ad, *gd;
+    float *bd;
+    int64_t sa, sg, sb, len, nchunks, nred;
+    int32_t nk, nr;
+    bool col_bcast;
+    int32_t kept[NAD_MAX_DIMS], red[NAD_MAX_DIMS];
+} db_loop;
+
+static void db_tasks(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const db_loop *l = ctx;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t rb = t / l->nchunks, c0 = (t % l->nchunks) * COL_CHUNK;
+        int64_t c1 = l->col_bcast ? l->len : (c0 + COL_CHUNK < l->len ? c0 + COL_CHUNK : l->len);
+        int64_t oa = 0, og = 0, ob = 0;
+        for (int32_t i = l->nk - 1; i >= 0; i--) {
+            int64_t idx = rb % l->a->size[l->kept[i]];
+            rb /= l->a->size[l->kept[i]];
+            oa += idx * l->a->stride[l->kept[i]];
+            og += idx * l->dy->stride[l->kept[i]];
+            ob += idx * l->db->stride[l->kept[i]];
+        }
+        double acc[COL_CHUNK] = {0};
+        double sum = 0;
+        for (int64_t k = 0; k < l->nred; k++) {
+            int64_t kk = k, ra = oa, rg = og;
+            for (int32_t i = l->nr - 1; i >= 0; i--) {
+                int64_t idx = kk % l->a->size[l->red[i]];
+                kk /= l->a->size[l->red[i]];
+                ra += idx * l->a->stride[l->red[i]];
+                rg += idx * l->dy->stride[l->red[i]];
+            }
+            const float *ar = l->ad + ra, *gr = l->gd + rg;
+            if (l->col_bcast)
+                for (int64_t j = 0; j < l->len; j++) sum += (double)gr[j * l->sg] * ar[j * l->sa];
+            else
+                for (int64_t j = c0; j < c1; j++)
+                    acc[j - c0] += (double)(gr[j * l->sg] * ar[j * l->sa]);
+        }
+        if (l->col_bcast)
+            l->bd[ob] += (float)sum;
+        else
+            for (int64_t j = c0; j < c1; j++) l->bd[ob + j * l->sb] += (float)acc[j - c0];
+    }
 }
 
 /* db += sum over b's broadcast dims of dy * a. Each task owns one row of db (b's outer
@@ -148,40 +221,12 @@ static void mul_backward_db(const nad_tensor *a, const nad_tensor *dy, nad_tenso
     const float *ad = nad_data(a), *gd = nad_data(dy);
     float *bd = nad_data(db);
     const int64_t sa = a->stride[outer], sg = dy->stride[outer], sb = db->stride[outer];
-    #pragma omp parallel for schedule(static) if (nad_numel(a) > PAR_MIN && tasks > 1)
-    for (int64_t t = 0; t < tasks; t++) {
-        int64_t rb = t / nchunks, c0 = (t % nchunks) * COL_CHUNK;
-        int64_t c1 = col_bcast ? len : (c0 + COL_CHUNK < len ? c0 + COL_CHUNK : len);
-        int64_t oa = 0, og = 0, ob = 0;
-        for (int32_t i = nk - 1; i >= 0; i--) {
-            int64_t idx = rb % a->size[kept[i]];
-            rb /= a->size[kept[i]];
-            oa += idx * a->stride[kept[i]];
-            og += idx * dy->stride[kept[i]];
-            ob += idx * db->stride[kept[i]];
-        }
-        double acc[COL_CHUNK] = {0};
-        double sum = 0;
-        for (int64_t k = 0; k < nred; k++) {
-            int64_t kk = k, ra = oa, rg = og;
-            for (int32_t i = nr - 1; i >= 0; i--) {
-                int64_t idx = kk % a->size[red[i]];
-                kk /= a->size[red[i]];
-                ra += idx * a->stride[red[i]];
-                rg += idx * dy->stride[red[i]];
-            }
-            const float *ar = ad + ra, *gr = gd + rg;
-            if (col_bcast)
-                for (int64_t j = 0; j < len; j++) sum += (double)gr[j * sg] * ar[j * sa];
-            else
-                for (int64_t j = c0; j < c1; j++)
-                    acc[j - c0] += (double)(gr[j * sg] * ar[j * sa]);
-        }
-        if (col_bcast)
-            bd[ob] += (float)sum;
-        else
-            for (int64_t j = c0; j < c1; j++) bd[ob + j * sb] += (float)acc[j - c0];
-    }
+    db_loop l = {.a = a, .dy = dy, .db = db, .ad = ad, .gd = gd, .bd = bd, .sa = sa, .sg = sg,
+                 .sb = sb, .len = len, .nchunks = nchunks, .nred = nred, .nk = nk, .nr = nr,
+                 .col_bcast = col_bcast};
+    memcpy(l.kept, kept, sizeof kept);
+    memcpy(l.red, red, sizeof red);
+    nad_parallel_for(tasks, nad_numel(a) > PAR_MIN && tasks > 1, db_tasks, &l);
 }
 
 /* da = dy * b (a's shape, overwritten); db += sum over broadcast dims of dy * a */

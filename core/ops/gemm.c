@@ -518,6 +518,44 @@ static bool tn_kernel_runs(int64_t m, int64_t n, int64_t k)
     return nad_panel_available() && m >= 6 && k * n <= TN_B_MAX;
 }
 
+/* tn_run's tasks: column blocks of 64, or groups of `rows` rows */
+typedef struct tn_loop {
+    int64_t m, n, k;
+    const float *a;
+    int64_t lda;
+    const float *b;
+    int64_t ldb;
+    float *c;
+    int64_t ldc;
+    float *db;
+    int64_t dbs, rows;
+    bool by_columns;
+} tn_loop;
+
+static void tn_tasks(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const tn_loop *l = ctx;
+    const int64_t m = l->m, n = l->n;
+    for (int64_t t = begin; t < end; t++) {
+        double sums[TN_SUMS_MAX];
+        int64_t r0 = 0, r1 = m, c0 = 0, c1 = n;
+        if (l->by_columns) {
+            c0 = t * 64;
+            c1 = c0 + 64 < n ? c0 + 64 : n;
+        } else {
+            r0 = t * l->rows < m ? t * l->rows : m;
+            r1 = r0 + l->rows < m ? r0 + l->rows : m;
+        }
+        /* the bias sums: each row of C's by one task (the first column block's) */
+        bool summing = l->db && c0 == 0;
+        if (summing) memset(sums, 0, (size_t)(r1 - r0) * sizeof(double));
+        tn_task(r0, r1, c0, c1, l->k, l->a, l->lda, l->b, l->ldb, l->c, l->ldc,
+                summing ? sums : NULL);
+        if (summing)
+            for (int64_t i = r0; i < r1; i++) l->db[i * l->dbs] += (float)sums[i - r0];
+    }
+}
+
 static void tn_run(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
                    int64_t ldb, float *c, int64_t ldc, float *db, int64_t dbs)
 {
@@ -529,24 +567,8 @@ static void tn_run(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
     if (!by_columns) nrg = (nrg + threads - 1) / threads * threads;
     int64_t rows = (m + nrg - 1) / nrg;
     int64_t tasks = by_columns ? ncb : nrg;
-    #pragma omp parallel for schedule(static) if (threads > 1)
-    for (int64_t t = 0; t < tasks; t++) {
-        double sums[TN_SUMS_MAX];
-        int64_t r0 = 0, r1 = m, c0 = 0, c1 = n;
-        if (by_columns) {
-            c0 = t * 64;
-            c1 = c0 + 64 < n ? c0 + 64 : n;
-        } else {
-            r0 = t * rows < m ? t * rows : m;
-            r1 = r0 + rows < m ? r0 + rows : m;
-        }
-        /* the bias sums: each row of C's by one task (the first column block's) */
-        bool summing = db && c0 == 0;
-        if (summing) memset(sums, 0, (size_t)(r1 - r0) * sizeof(double));
-        tn_task(r0, r1, c0, c1, k, a, lda, b, ldb, c, ldc, summing ? sums : NULL);
-        if (summing)
-            for (int64_t i = r0; i < r1; i++) db[i * dbs] += (float)sums[i - r0];
-    }
+    tn_loop l = {m, n, k, a, lda, b, ldb, c, ldc, db, dbs, rows, by_columns};
+    nad_parallel_for(tasks, threads > 1, tn_tasks, &l);
 }
 
 void nad_gemm_tn_acc(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,

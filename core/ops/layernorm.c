@@ -111,12 +111,29 @@ static int check_x(const char *fn, const nad_tensor *x, int64_t *rows, int64_t *
     return 0;
 }
 
+/* the forward's loop: blocks of ROWS rows */
+typedef struct fwd_loop {
+    const float *xd, *g, *b;
+    float *yd, *md, *rd;
+    int64_t rows, c, gs, bs;
+    float eps;
+} fwd_loop;
+
+static void forward_blocks(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const fwd_loop *l = ctx;
+    for (int64_t blk = begin; blk < end; blk++) {
+        int64_t r0 = blk * ROWS, r1 = r0 + ROWS < l->rows ? r0 + ROWS : l->rows;
+        ln_rows(l->xd, l->yd, r0, r1, l->c, l->g, l->gs, l->b, l->bs, l->eps, l->md, l->rd);
+    }
+}
+
 int nad_layernorm_forward(float eps, const nad_tensor *x, const nad_tensor *gamma,
                           const nad_tensor *beta, nad_tensor *y, nad_tensor *mean,
                           nad_tensor *rstd)
 {
     const char *fn = "layernorm_forward";
-    int64_t rows, c;
+    int64_t rows = 0, c = 0;
     int rc = check_x(fn, x, &rows, &c);
     if (rc || (rc = check_vec(fn, "gamma", gamma, c)) || (rc = check_vec(fn, "beta", beta, c)))
         return rc;
@@ -131,11 +148,8 @@ int nad_layernorm_forward(float eps, const nad_tensor *x, const nad_tensor *gamm
     float *yd = nad_data(y), *md = nad_data(mean), *rd = nad_data(rstd);
     int64_t gs = gamma->stride[0], bs = beta->stride[0];
     int64_t nblk = (rows + ROWS - 1) / ROWS;
-    #pragma omp parallel for schedule(static) if (rows * c > NAD_PAR_FLOATS / 2)
-    for (int64_t blk = 0; blk < nblk; blk++) {
-        int64_t r0 = blk * ROWS, r1 = r0 + ROWS < rows ? r0 + ROWS : rows;
-        ln_rows(xd, yd, r0, r1, c, g, gs, b, bs, eps, md, rd);
-    }
+    fwd_loop l = {xd, g, b, yd, md, rd, rows, c, gs, bs, eps};
+    nad_parallel_for(nblk, rows * c > NAD_PAR_FLOATS / 2, forward_blocks, &l);
     return 0;
 }
 
@@ -226,11 +240,30 @@ ln_rows_backward(const float *x, const float *dy, const float *res, float *dx, i
     }
 }
 
+/* the backward's loop: blocks of ROWS rows, each with its parameter-gradient terms (2 c
+   floats at terms + 2 c block, when terms is not NULL) */
+typedef struct bwd_loop {
+    const float *xd, *gd, *res, *g, *md, *rd;
+    float *o, *terms;
+    int64_t rows, c, gs;
+} bwd_loop;
+
+static void backward_blocks(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const bwd_loop *l = ctx;
+    for (int64_t rb = begin; rb < end; rb++) {
+        int64_t r0 = rb * ROWS, r1 = r0 + ROWS < l->rows ? r0 + ROWS : l->rows;
+        float *pg = l->terms ? l->terms + 2 * rb * l->c : NULL;
+        ln_rows_backward(l->xd, l->gd, l->res, l->o, r0, r1, l->c, l->g, l->gs, l->md, l->rd, pg,
+                         pg ? pg + l->c : NULL);
+    }
+}
+
 static int backward(const char *fn, const nad_tensor *x, const nad_tensor *gamma,
                     const nad_tensor *mean, const nad_tensor *rstd, const nad_tensor *dy,
                     const nad_tensor *res, nad_tensor *dx, nad_tensor *dgamma, nad_tensor *dbeta)
 {
-    int64_t rows, c;
+    int64_t rows = 0, c = 0;
     int rc = check_x(fn, x, &rows, &c);
     if (rc || (rc = check_vec(fn, "gamma", gamma, c))) return rc;
     const char *sn[2] = {"mean", "rstd"};
@@ -268,13 +301,8 @@ static int backward(const char *fn, const nad_tensor *x, const nad_tensor *gamma
     } else if (!o) {
         return 0;
     }
-    #pragma omp parallel for schedule(static) if (rows * c > NAD_PAR_FLOATS / 2)
-    for (int64_t rb = 0; rb < nrb; rb++) {
-        int64_t r0 = rb * ROWS, r1 = r0 + ROWS < rows ? r0 + ROWS : rows;
-        float *pg = terms ? terms + 2 * rb * c : NULL;
-        ln_rows_backward(xd, gd, res ? nad_data(res) : NULL, o, r0, r1, c, g, gs, md, rd, pg,
-                         pg ? pg + c : NULL);
-    }
+    bwd_loop l = {xd, gd, res ? nad_data(res) : NULL, g, md, rd, o, terms, rows, c, gs};
+    nad_parallel_for(nrb, rows * c > NAD_PAR_FLOATS / 2, backward_blocks, &l);
     if (terms) {
         int64_t dgs = dgamma ? dgamma->stride[0] : 0, dbs = dbeta ? dbeta->stride[0] : 0;
         for (int64_t j = 0; j < c; j++) {

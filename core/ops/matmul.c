@@ -100,6 +100,45 @@ static void scale_matrix(float *c, const nad_tensor *t, float beta)
         }
 }
 
+/* nad_matmul's loop: the batch's products, each a one-thread BLAS call */
+typedef struct mm_loop {
+    const nad_tensor *a, *b, *c;
+    const matdesc *ma, *mb, *mc;
+    const float *pa, *pb;
+    float *pc;
+    int64_t m, n, k, ldt;
+    float alpha, beta;
+    int fa, fb;
+    bool transpose_b;
+} mm_loop;
+
+static void products(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const mm_loop *l = ctx;
+    const int m = (int)l->m, n = (int)l->n, k = (int)l->k, fa = l->fa, fb = l->fb;
+    const float alpha = l->alpha, beta = l->beta;
+    for (int64_t i = begin; i < end; i++) {
+        const float *ai = l->pa + batch_offset(l->a, i), *bi = l->pb + batch_offset(l->b, i);
+        float *ci = l->pc + batch_offset(l->c, i);
+        _Alignas(64) float bt[SMALL_B];
+        if (k == 0) {
+            scale_matrix(ci, l->c, beta);
+        } else if (l->transpose_b) {
+            nad_transpose_small(n, k, bi, l->mb->ld, bt);
+            cblas_sgemm(CblasRowMajor, fa ? CblasTrans : CblasNoTrans, CblasNoTrans, m, n, k,
+                        alpha, ai, (int)l->ma->ld, bt, (int)l->ldt, beta, ci, (int)l->mc->ld);
+        } else if (!l->mc->col_major) {
+            cblas_sgemm(CblasRowMajor, fa ? CblasTrans : CblasNoTrans,
+                        fb ? CblasTrans : CblasNoTrans, m, n, k, alpha, ai, (int)l->ma->ld, bi,
+                        (int)l->mb->ld, beta, ci, (int)l->mc->ld);
+        } else {
+            cblas_sgemm(CblasRowMajor, fb ? CblasNoTrans : CblasTrans,
+                        fa ? CblasNoTrans : CblasTrans, n, m, k, alpha, bi, (int)l->mb->ld, ai,
+                        (int)l->ma->ld, beta, ci, (int)l->mc->ld);
+        }
+    }
+}
+
 int nad_matmul(int32_t trans_a, int32_t trans_b, float alpha, const nad_tensor *a,
                const nad_tensor *b, float beta, nad_tensor *c)
 {
@@ -128,27 +167,8 @@ int nad_matmul(int32_t trans_a, int32_t trans_b, float alpha, const nad_tensor *
        speed, the copy costs about 0.2 us per product (bench_gemm_layers, attention S, dA). */
     int64_t ldt = (n + 15) / 16 * 16;
     bool transpose_b = fb && !mc.col_major && k * ldt <= SMALL_B && nad_panel_available();
-    #pragma omp parallel for schedule(static) if (batch > 1 && batch * m * n * k > NAD_PAR_FMAS / 4)
-    for (int64_t i = 0; i < batch; i++) {
-        const float *ai = pa + batch_offset(a, i), *bi = pb + batch_offset(b, i);
-        float *ci = pc + batch_offset(c, i);
-        _Alignas(64) float bt[SMALL_B];
-        if (k == 0) {
-            scale_matrix(ci, c, beta);
-        } else if (transpose_b) {
-            nad_transpose_small(n, k, bi, mb.ld, bt);
-            cblas_sgemm(CblasRowMajor, fa ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)m,
-                        (int)n, (int)k, alpha, ai, (int)ma.ld, bt, (int)ldt, beta, ci,
-                        (int)mc.ld);
-        } else if (!mc.col_major) {
-            cblas_sgemm(CblasRowMajor, fa ? CblasTrans : CblasNoTrans,
-                        fb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, ai,
-                        (int)ma.ld, bi, (int)mb.ld, beta, ci, (int)mc.ld);
-        } else {
-            cblas_sgemm(CblasRowMajor, fb ? CblasNoTrans : CblasTrans,
-                        fa ? CblasNoTrans : CblasTrans, (int)n, (int)m, (int)k, alpha, bi,
-                        (int)mb.ld, ai, (int)ma.ld, beta, ci, (int)mc.ld);
-        }
-    }
+    mm_loop l = {a, b, c, &ma, &mb, &mc, pa, pb, pc, m, n, k, ldt, alpha, beta, fa, fb,
+                 transpose_b};
+    nad_parallel_for(batch, batch > 1 && batch * m * n * k > NAD_PAR_FMAS / 4, products, &l);
     return 0;
 }

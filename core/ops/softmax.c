@@ -27,6 +27,34 @@ static void softmax_rows(const float *x, float *y, int64_t n, int64_t len)
     }
 }
 
+/* the loops: blocks of `block` rows (forward: x -> y), or rows (backward: y, dy -> dx) */
+typedef struct sm_loop {
+    const float *a, *b;
+    float *out;
+    int64_t rows, len, block;
+} sm_loop;
+
+static void forward_blocks(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const sm_loop *l = ctx;
+    for (int64_t r = i0 * l->block; r < i1 * l->block && r < l->rows; r += l->block)
+        softmax_rows(l->a + r * l->len, l->out + r * l->len,
+                     l->rows - r < l->block ? l->rows - r : l->block, l->len);
+}
+
+static void backward_rows(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const sm_loop *l = ctx;
+    const int64_t len = l->len;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *yr = l->a + r * len, *gr = l->b + r * len;
+        float *orow = l->out + r * len;
+        float dot = 0;
+        for (int64_t j = 0; j < len; j++) dot += gr[j] * yr[j];
+        for (int64_t j = 0; j < len; j++) orow[j] = yr[j] * (gr[j] - dot);
+    }
+}
+
 int nad_softmax_forward(const nad_tensor *x, nad_tensor *y)
 {
     const char *fn = "softmax_forward";
@@ -39,9 +67,9 @@ int nad_softmax_forward(const nad_tensor *x, nad_tensor *y)
     float *yd = nad_data(y);
     /* blocks of about 4096 values: long enough for the exp loop, small enough for L1 */
     int64_t block = len >= 4096 ? 1 : 4096 / len;
-    #pragma omp parallel for schedule(static) if (rows * len > NAD_PAR_TRANSCENDENTAL)
-    for (int64_t r = 0; r < rows; r += block)
-        softmax_rows(xd + r * len, yd + r * len, rows - r < block ? rows - r : block, len);
+    sm_loop l = {xd, NULL, yd, rows, len, block};
+    nad_parallel_for((rows + block - 1) / block, rows * len > NAD_PAR_TRANSCENDENTAL, forward_blocks,
+                     &l);
     return 0;
 }
 
@@ -58,13 +86,7 @@ int nad_softmax_backward(const nad_tensor *y, const nad_tensor *dy, nad_tensor *
     int64_t len = y->size[y->ndim - 1], rows = len ? nad_numel(y) / len : 0;
     const float *yd = nad_data(y), *gd = nad_data(dy);
     float *o = nad_data(dx);
-    #pragma omp parallel for schedule(static) if (rows * len > NAD_PAR_TRANSCENDENTAL)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *yr = yd + r * len, *gr = gd + r * len;
-        float *orow = o + r * len;
-        float dot = 0;
-        for (int64_t j = 0; j < len; j++) dot += gr[j] * yr[j];
-        for (int64_t j = 0; j < len; j++) orow[j] = yr[j] * (gr[j] - dot);
-    }
+    sm_loop l = {yd, gd, o, rows, len, 1};
+    nad_parallel_for(rows, rows * len > NAD_PAR_TRANSCENDENTAL, backward_rows, &l);
     return 0;
 }

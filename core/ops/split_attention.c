@@ -112,34 +112,7 @@ mix_row(const quarter *qs, const float *vrow, const float *w0, const float *w1, 
         }
 }
 
-int nad_split_attention_pool(const int32_t *dirs1, const int32_t *dirs2, const nad_tensor *q,
-                             const nad_tensor *kv, nad_tensor *a)
-{
-    const char *fn = "split_attention_pool";
-    int rc = check_maps(fn, dirs1, dirs2, q, kv);
-    if (rc || (rc = nad_check_tensor(fn, "a", a))) return rc;
-    const int64_t N = q->size[0], H = q->size[1], W = q->size[2], C = q->size[3];
-    if ((rc = nad_tensor_resize(a, 4, (int64_t[]){N, 1, 1, C})) || (rc = nad_check_contig(fn, "a", a)))
-        return rc;
-    const float *qd = nad_data(q), *kvd = nad_data(kv);
-    float *ad = nad_data(a);
-    const float inv = 1.0f / (float)(H * W);
-    /* per channel the pixels in order, as adaptive_avgpool2d sums (x1 + x2) + v */
-    #pragma omp parallel for schedule(static) if (N * H * W * 3 * C > NAD_PAR_FLOATS && N > 1)
-    for (int64_t n = 0; n < N; n++) {
-        float *acc = ad + n * C;
-        for (int64_t c = 0; c < C; c++) acc[c] = 0;
-        for (int64_t h = 0; h < H; h++) {
-            quarter qs[4];
-            quarters(dirs1, dirs2, qd, kvd, n, h, H, W, C, qs);
-            pool_row(qs, kvd + (n * H + h) * W * 2 * C + C, W, C, acc);
-        }
-        for (int64_t c = 0; c < C; c++) acc[c] *= inv;
-    }
-    return 0;
-}
-
-/* nad_split_attention_mix's loop: rows of the batch */
+/* the loops of nad_split_attention_pool (images) and _mix (rows of the batch) */
 typedef struct mix_loop {
     const int32_t *dirs1, *dirs2;
     const float *qd, *kvd, *planes;
@@ -158,6 +131,41 @@ static void mix_rows(void *ctx, int64_t r0, int64_t r1, int thread)
         mix_row(qs, l->kvd + r * W * 2 * C + C, l->planes + n * C, l->planes + N * C + n * C,
                 l->planes + 2 * N * C + n * C, W, C, l->yd + r * W * C);
     }
+}
+
+/* nad_split_attention_pool's loop: images, per channel the pixels in order, as
+   adaptive_avgpool2d sums (x1 + x2) + v */
+static void pool_images(void *ctx, int64_t n0, int64_t n1, int thread)
+{
+    const mix_loop *l = ctx;
+    const int64_t H = l->H, W = l->W, C = l->C;
+    const float inv = 1.0f / (float)(H * W);
+    for (int64_t n = n0; n < n1; n++) {
+        float *acc = l->yd + n * C;
+        for (int64_t c = 0; c < C; c++) acc[c] = 0;
+        for (int64_t h = 0; h < H; h++) {
+            quarter qs[4];
+            quarters(l->dirs1, l->dirs2, l->qd, l->kvd, n, h, H, W, C, qs);
+            pool_row(qs, l->kvd + (n * H + h) * W * 2 * C + C, W, C, acc);
+        }
+        for (int64_t c = 0; c < C; c++) acc[c] *= inv;
+    }
+}
+
+int nad_split_attention_pool(const int32_t *dirs1, const int32_t *dirs2, const nad_tensor *q,
+                             const nad_tensor *kv, nad_tensor *a)
+{
+    const char *fn = "split_attention_pool";
+    int rc = check_maps(fn, dirs1, dirs2, q, kv);
+    if (rc || (rc = nad_check_tensor(fn, "a", a))) return rc;
+    const int64_t N = q->size[0], H = q->size[1], W = q->size[2], C = q->size[3];
+    if ((rc = nad_tensor_resize(a, 4, (int64_t[]){N, 1, 1, C})) || (rc = nad_check_contig(fn, "a", a)))
+        return rc;
+    const float *qd = nad_data(q), *kvd = nad_data(kv);
+    float *ad = nad_data(a);
+    mix_loop l = {dirs1, dirs2, qd, kvd, NULL, ad, N, H, W, C};
+    nad_parallel_for(N, N * H * W * 3 * C > NAD_PAR_FLOATS && N > 1, pool_images, &l);
+    return 0;
 }
 
 int nad_split_attention_mix(const int32_t *dirs1, const int32_t *dirs2, const nad_tensor *q,
