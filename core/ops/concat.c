@@ -4,24 +4,34 @@
 
 enum { PAR_MIN = NAD_PAR_FLOATS };
 
-/* dst = src (same shape, any strides), rows split between threads. */
-static void copy_view(const nad_tensor *dst, const nad_tensor *src)
-{
+/* copy_view's loop: rows of dst and src */
+typedef struct copy_loop {
     nad_rowiter id, is;
-    nad_rowiter_init(&id, dst);
-    nad_rowiter_init(&is, src);
-    float *d = nad_data(dst);
-    const float *s = nad_data(src);
-    const int64_t len = id.len, sd = id.inner, ss = is.inner;
-    #pragma omp parallel for schedule(static) if (id.rows * len > PAR_MIN)
-    for (int64_t r = 0; r < id.rows; r++) {
-        float *dr = d + nad_rowiter_offset(&id, r);
-        const float *sr = s + nad_rowiter_offset(&is, r);
+    float *d;
+    const float *s;
+} copy_loop;
+
+static void copy_rows(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const copy_loop *l = ctx;
+    const int64_t len = l->id.len, sd = l->id.inner, ss = l->is.inner;
+    for (int64_t r = r0; r < r1; r++) {
+        float *dr = l->d + nad_rowiter_offset(&l->id, r);
+        const float *sr = l->s + nad_rowiter_offset(&l->is, r);
         if (sd == 1 && ss == 1)
             for (int64_t j = 0; j < len; j++) dr[j] = sr[j];
         else
             for (int64_t j = 0; j < len; j++) dr[j * sd] = sr[j * ss];
     }
+}
+
+/* dst = src (same shape, any strides), rows split between threads. */
+static void copy_view(const nad_tensor *dst, const nad_tensor *src)
+{
+    copy_loop l = {.d = nad_data(dst), .s = nad_data(src)};
+    nad_rowiter_init(&l.id, dst);
+    nad_rowiter_init(&l.is, src);
+    nad_parallel_for(l.id.rows, l.id.rows * l.id.len > PAR_MIN, copy_rows, &l);
 }
 
 /* The part [start, start + len) of t along dim, as a stack view (no reference taken). */

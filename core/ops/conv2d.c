@@ -145,11 +145,24 @@ size_t nad_conv_carve(size_t *used, int64_t floats)
    cost more than the copy (7x7 taps on a grey input: 7 floats a row, ~7 % of a forward) */
 enum { SHORT_RUN = 64 };
 
-static void im2col(const geom *g, const float *x, int64_t q0, int64_t q1, float *cols)
+/* im2col's loop: output rows q (image * Ho + row) from q0 */
+typedef struct im2col_rows_loop {
+    const geom *g;
+    const float *x;
+    int64_t q0;
+    float *cols;
+    int64_t rowlen, ci;
+} im2col_rows_loop;
+
+static void im2col_rows(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    const int64_t rowlen = g->g * g->kcg, ci = g->ci;
-    #pragma omp parallel for schedule(static) if ((q1 - q0) * g->wo * rowlen > NAD_PAR_FLOATS)
-    for (int64_t q = q0; q < q1; q++) {
+    const im2col_rows_loop *l = ctx;
+    const geom *g = l->g;
+    const float *x = l->x;
+    const int64_t q0 = l->q0;
+    float *cols = l->cols;
+    const int64_t rowlen = l->rowlen, ci = l->ci;
+    for (int64_t q = begin + q0; q < end + q0; q++) {
         int64_t n = q / g->ho, ho = q % g->ho;
         const float *xn = x + n * g->h * g->w * ci;
         for (int64_t wo = 0; wo < g->wo; wo++) {
@@ -200,14 +213,31 @@ static void im2col(const geom *g, const float *x, int64_t q0, int64_t q1, float 
     }
 }
 
-/* dx += col2im(cols) for output rows [q0, q1), as a gather: each input row (n, hi) sums the
-   column entries that read it, so threads own disjoint rows of dx and the order is fixed. */
-static void col2im_add(const geom *g, const float *cols, int64_t q0, int64_t q1, float *dx)
+static void im2col(const geom *g, const float *x, int64_t q0, int64_t q1, float *cols)
 {
     const int64_t rowlen = g->g * g->kcg, ci = g->ci;
-    int64_t p0 = (q0 / g->ho) * g->h, p1 = ((q1 - 1) / g->ho + 1) * g->h;
-    #pragma omp parallel for schedule(static) if ((q1 - q0) * g->wo * rowlen > NAD_PAR_FLOATS)
-    for (int64_t p = p0; p < p1; p++) {
+    im2col_rows_loop l = {g, x, q0, cols, rowlen, ci};
+    nad_parallel_for(q1 - q0, (q1 - q0) * g->wo * rowlen > NAD_PAR_FLOATS, im2col_rows, &l);
+}
+
+/* col2im_add's loop: input rows p (image * H + row) from p0 */
+typedef struct col2im_rows_loop {
+    const geom *g;
+    const float *cols;
+    int64_t q0, q1, p0;
+    float *dx;
+    int64_t rowlen, ci;
+} col2im_rows_loop;
+
+static void col2im_rows(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const col2im_rows_loop *l = ctx;
+    const geom *g = l->g;
+    const float *cols = l->cols;
+    const int64_t q0 = l->q0, q1 = l->q1, p0 = l->p0;
+    float *dx = l->dx;
+    const int64_t rowlen = l->rowlen, ci = l->ci;
+    for (int64_t p = begin + p0; p < end + p0; p++) {
         int64_t n = p / g->h, hi = p % g->h;
         float *dxr = dx + p * g->w * ci;
         for (int64_t kh = 0; kh < g->k; kh++) {
@@ -234,13 +264,30 @@ static void col2im_add(const geom *g, const float *cols, int64_t q0, int64_t q1,
     }
 }
 
-/* db += column sums of dy[rows][co]: fixed parts summed in order (deterministic for any
-   thread count); part holds nparts*co floats of scratch. */
-static void add_colsum(const float *dy, int64_t rows, int64_t co, int64_t nparts, float *part,
-                       nad_tensor *db)
+/* dx += col2im(cols) for output rows [q0, q1), as a gather: each input row (n, hi) sums the
+   column entries that read it, so threads own disjoint rows of dx and the order is fixed. */
+static void col2im_add(const geom *g, const float *cols, int64_t q0, int64_t q1, float *dx)
 {
-    #pragma omp parallel for schedule(static) if (rows * co > NAD_PAR_FLOATS)
-    for (int64_t t = 0; t < nparts; t++) {
+    const int64_t rowlen = g->g * g->kcg, ci = g->ci;
+    int64_t p0 = (q0 / g->ho) * g->h, p1 = ((q1 - 1) / g->ho + 1) * g->h;
+    col2im_rows_loop l = {g, cols, q0, q1, p0, dx, rowlen, ci};
+    nad_parallel_for(p1 - p0, (q1 - q0) * g->wo * rowlen > NAD_PAR_FLOATS, col2im_rows, &l);
+}
+
+/* add_colsum's fixed parts of the rows */
+typedef struct colsum_parts_loop {
+    const float *dy;
+    int64_t rows, co, nparts;
+    float *part;
+} colsum_parts_loop;
+
+static void colsum_parts(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const colsum_parts_loop *l = ctx;
+    const float *dy = l->dy;
+    const int64_t rows = l->rows, co = l->co, nparts = l->nparts;
+    float *part = l->part;
+    for (int64_t t = begin; t < end; t++) {
         float *acc = part + t * co;
         memset(acc, 0, (size_t)co * sizeof(float));
         for (int64_t r = rows * t / nparts; r < rows * (t + 1) / nparts; r++) {
@@ -249,6 +296,15 @@ static void add_colsum(const float *dy, int64_t rows, int64_t co, int64_t nparts
             for (int64_t c = 0; c < co; c++) acc[c] += d[c];
         }
     }
+}
+
+/* db += column sums of dy[rows][co]: fixed parts summed in order (deterministic for any
+   thread count); part holds nparts*co floats of scratch. */
+static void add_colsum(const float *dy, int64_t rows, int64_t co, int64_t nparts, float *part,
+                       nad_tensor *db)
+{
+    colsum_parts_loop l = {dy, rows, co, nparts, part};
+    nad_parallel_for(nparts, rows * co > NAD_PAR_FLOATS, colsum_parts, &l);
     float *o = nad_data(db);
     for (int64_t c = 0; c < co; c++) {
         float s = 0;
@@ -271,14 +327,28 @@ static void gemm_nt_w(bool in_params, int64_t m, int64_t n, int64_t k, const flo
         nad_gemm_nt(m, n, k, a, lda, w, ldw, bias, bias_stride, false, y, ldy);
 }
 
+/* the few-channel path's planar rows of a map src [n][h][w][c] (padded by pad) into dst */
+typedef struct planar_loop {
+    const float *src;
+    int64_t h, w, c, pad, wpl;
+    float *dst;
+} planar_loop;
+
+static void planar_rows(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const planar_loop *l = ctx;
+    for (int64_t r = r0; r < r1; r++)
+        nad_sm_planar_row(l->src, l->h, l->w, l->c, l->pad, l->wpl, r, l->dst);
+}
+
 /* conv_forward's loops on the direct paths: output rows (q = image * Ho + row) of the
-   depthwise and few-channel paths, the few-channel path's planar input rows, and the grouped
+   depthwise and few-channel paths (the latter from the planar input xs), and the grouped
    path's images (each thread gathering its own into its slot of xs) or one image's rows */
 typedef struct fwd_loop {
     const geom *g;
     const float *xd, *w, *bias;
     float *yd, *ad, *xs; /* output, its GELU (or NULL), gathered or planar input */
-    int64_t wpl, n;
+    int64_t n;
 } fwd_loop;
 
 static void dw_rows(void *ctx, int64_t q0, int64_t q1, int thread)
@@ -312,12 +382,6 @@ static void gr_rows(void *ctx, int64_t h0, int64_t h1, int thread)
         nad_gr_forward_row(g, l->xs, l->w, l->bias, ho, l->yd + l->n * g->ho * g->wo * g->co);
 }
 
-static void sm_planar_rows(void *ctx, int64_t r0, int64_t r1, int thread)
-{
-    const fwd_loop *l = ctx;
-    const geom *g = l->g;
-    for (int64_t r = r0; r < r1; r++) nad_sm_planar_row(l->xd, g->h, g->w, g->ci, g->pad, l->wpl, r, l->xs);
-}
 
 static void sm_rows(void *ctx, int64_t q0, int64_t q1, int thread)
 {
@@ -402,8 +466,9 @@ static int conv_forward(const char *fn, nad_workspace *ws, const nad_conv2d_para
         float *wp = base + o_w, *xp = base + o_cols;
         nad_sm_pack_weights(&g, w, false, wp);
         const bool par = g.rows * g.kk * g.ci * g.co > NAD_PAR_FMAS / 4;
-        fwd_loop l = {.g = &g, .xd = xd, .w = wp, .bias = bias, .yd = yd, .xs = xp, .wpl = wpl};
-        nad_parallel_for(g.n * hp, par, sm_planar_rows, &l);
+        planar_loop pl = {xd, g.h, g.w, g.ci, g.pad, wpl, xp};
+        nad_parallel_for(g.n * hp, par, planar_rows, &pl);
+        fwd_loop l = {.g = &g, .w = wp, .bias = bias, .yd = yd, .xs = xp};
         nad_parallel_for(g.n * g.ho, par, sm_rows, &l);
         return act ? nad_gelu_forward(out, act) : 0;
     }
@@ -464,6 +529,24 @@ int nad_conv2d_gelu_forward(nad_workspace *ws, const nad_conv2d_params *p, const
 
 /* ---- backward ---- */
 
+/* the few-channel path's weight-gradient sums in fixed parts of the output rows */
+typedef struct sm_dw_loop {
+    const geom *g;
+    const float *xp, *dp;
+    float *a;
+    int64_t nq, nparts, per;
+} sm_dw_loop;
+
+static void sm_dw_parts(void *ctx, int64_t t0, int64_t t1, int thread)
+{
+    const sm_dw_loop *l = ctx;
+    for (int64_t t = t0; t < t1; t++) {
+        memset(l->a + t * l->per, 0, (size_t)l->per * sizeof(float));
+        for (int64_t q = l->nq * t / l->nparts; q < l->nq * (t + 1) / l->nparts; q++)
+            nad_sm_dw_row(l->g, l->xp, l->dp, q, l->a + t * l->per);
+    }
+}
+
 /* The few-channel path's dx (a convolution of dy with the flipped weights, written) and dw
    (lane-wise sums per part, then added to dw in a fixed order); offsets into base as carved by
    nad_conv2d_backward. */
@@ -477,32 +560,22 @@ static void small_backward(const geom *g, const nad_tensor *w, const float *xd, 
         const int64_t wpl = nad_sm_plane_width(&tg), hp = tg.h + 2 * tg.pad;
         float *wp = base + o_w, *dp = base + o_pad;
         nad_sm_pack_weights(g, w, true, wp);
-        #pragma omp parallel if (fmas > NAD_PAR_FMAS / 4)
-        {
-            #pragma omp for schedule(static)
-            for (int64_t r = 0; r < tg.n * hp; r++)
-                nad_sm_planar_row(dyd, tg.h, tg.w, tg.ci, tg.pad, wpl, r, dp);
-            #pragma omp for schedule(static)
-            for (int64_t q = 0; q < tg.n * tg.ho; q++) nad_sm_forward_row(&tg, dp, wp, NULL, q, dxd);
-        }
+        planar_loop pl = {dyd, tg.h, tg.w, tg.ci, tg.pad, wpl, dp};
+        nad_parallel_for(tg.n * hp, fmas > NAD_PAR_FMAS / 4, planar_rows, &pl);
+        fwd_loop l = {.g = &tg, .w = wp, .yd = dxd, .xs = dp};
+        nad_parallel_for(tg.n * tg.ho, fmas > NAD_PAR_FMAS / 4, sm_rows, &l);
     }
     if (!dw) return;
     const int64_t wpl = nad_sm_plane_width(g), hp = g->h + 2 * g->pad, nq = g->n * g->ho;
     const int64_t wpo = nad_sm_dy_width(g), per = g->co * g->kk * g->ci * VL;
     float *xp = base + o_xp, *dp = base + o_dyp, *a = base + o_dw;
-    #pragma omp parallel if (fmas > NAD_PAR_FMAS / 4)
-    {
-        #pragma omp for schedule(static)
-        for (int64_t r = 0; r < g->n * hp; r++) nad_sm_planar_row(xd, g->h, g->w, g->ci, g->pad, wpl, r, xp);
-        #pragma omp for schedule(static)
-        for (int64_t r = 0; r < nq; r++) nad_sm_planar_row(dyd, g->ho, g->wo, g->co, 0, wpo, r, dp);
-        #pragma omp for schedule(static)
-        for (int64_t t = 0; t < nparts; t++) {
-            memset(a + t * per, 0, (size_t)per * sizeof(float));
-            for (int64_t q = nq * t / nparts; q < nq * (t + 1) / nparts; q++)
-                nad_sm_dw_row(g, xp, dp, q, a + t * per);
-        }
-    }
+    const bool par = fmas > NAD_PAR_FMAS / 4;
+    planar_loop px = {xd, g->h, g->w, g->ci, g->pad, wpl, xp};
+    planar_loop pd = {dyd, g->ho, g->wo, g->co, 0, wpo, dp};
+    nad_parallel_for(g->n * hp, par, planar_rows, &px);
+    nad_parallel_for(nq, par, planar_rows, &pd);
+    sm_dw_loop l = {g, xp, dp, a, nq, nparts, per};
+    nad_parallel_for(nparts, par, sm_dw_parts, &l);
     for (int64_t t = 1; t < nparts; t++)
         for (int64_t i = 0; i < per; i++) a[i] += a[t * per + i];
     float *o = nad_data(dw);
@@ -517,10 +590,101 @@ static void small_backward(const geom *g, const nad_tensor *w, const float *xd, 
                 }
 }
 
+/* the depthwise dx's input rows: the forward of the turned taps (stride 1; g is then the
+   transposed geometry) or the gather */
+typedef struct dw_dx_loop {
+    const geom *g;
+    const float *dyd, *wt;
+    float *dxd;
+} dw_dx_loop;
+
+static void dw_dx_turned(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const dw_dx_loop *l = ctx;
+    for (int64_t pr = r0; pr < r1; pr++) nad_dw_forward_row(l->g, l->dyd, l->wt, NULL, pr, l->dxd);
+}
+
+static void dw_dx_gathered(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const dw_dx_loop *l = ctx;
+    for (int64_t pr = r0; pr < r1; pr++) nad_dw_dx_row(l->g, l->dyd, l->wt, pr, l->dxd);
+}
+
 /* The GEMM paths: y[r, o] = b[o] + sum_j cols[r, j] w[o, j] (per group), so
    db[o] += sum_r dy[r, o];  dw[o, j] += sum_r dy[r, o] cols[r, j];
    dcols[r, j] = sum_o dy[r, o] w[o, j], and dx = col2im(dcols) (each column entry adds back
    into the input pixel it was read from). */
+/* the depthwise weight gradients' fixed parts of the rows */
+typedef struct dw_dw_parts_loop {
+    geom g;
+    const float *xd, *dyd;
+    float *pw, *pb;
+    int64_t nq, nparts;
+} dw_dw_parts_loop;
+
+static void dw_dw_parts(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const dw_dw_parts_loop *l = ctx;
+    const geom g = l->g;
+    const float *xd = l->xd, *dyd = l->dyd;
+    float *pw = l->pw, *pb = l->pb;
+    const int64_t nq = l->nq, nparts = l->nparts;
+    for (int64_t t = begin; t < end; t++) {
+        float *a = pw ? pw + t * g.kk * g.co : NULL, *s = pb ? pb + t * g.co : NULL;
+        if (a) memset(a, 0, (size_t)(g.kk * g.co) * sizeof(float));
+        if (s) memset(s, 0, (size_t)g.co * sizeof(float));
+        for (int64_t q = nq * t / nparts; q < nq * (t + 1) / nparts; q++)
+            nad_dw_dw_row(&g, xd, dyd + q * g.wo * g.co, q, a, s);
+    }
+}
+
+/* the grouped dx's input rows, of whole images (threads take images) or of image n; each
+   thread with its row of scratch (cig co floats) in tmp */
+typedef struct gr_dx_loop {
+    const geom *g;
+    const float *dyd, *wg;
+    float *tmp, *dxd;
+    int64_t n;
+} gr_dx_loop;
+
+static void gr_dx_image_rows(const gr_dx_loop *l, int64_t n, int64_t h0, int64_t h1, int thread)
+{
+    const geom *g = l->g;
+    const int64_t cg = g->cig * g->co;
+    for (int64_t hi = h0; hi < h1; hi++)
+        nad_gr_dx_row(g, l->dyd + n * g->ho * g->wo * g->co, l->wg, hi, l->tmp + thread * cg,
+                      l->dxd + n * g->h * g->w * g->ci);
+}
+
+static void gr_dx_images(void *ctx, int64_t n0, int64_t n1, int thread)
+{
+    const gr_dx_loop *l = ctx;
+    for (int64_t n = n0; n < n1; n++) gr_dx_image_rows(l, n, 0, l->g->h, thread);
+}
+
+static void gr_dx_rows(void *ctx, int64_t h0, int64_t h1, int thread)
+{
+    const gr_dx_loop *l = ctx;
+    gr_dx_image_rows(l, l->n, h0, h1, thread);
+}
+
+/* the grouped weight gradients' fixed parts of one image's output rows */
+typedef struct gr_dw_loop {
+    const geom *g;
+    const float *xg, *dyn;
+    float *pw;
+    int64_t nparts;
+} gr_dw_loop;
+
+static void gr_dw_parts(void *ctx, int64_t t0, int64_t t1, int thread)
+{
+    const gr_dw_loop *l = ctx;
+    const geom *g = l->g;
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t ho = g->ho * t / l->nparts; ho < g->ho * (t + 1) / l->nparts; ho++)
+            nad_gr_dw_row(g, l->xg, l->dyn, ho, l->pw + t * g->kk * g->cig * g->co);
+}
+
 int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
                         const nad_tensor *w, const nad_tensor *dy, nad_tensor *dx,
                         nad_tensor *dw, nad_tensor *db)
@@ -602,24 +766,18 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
                    padding d (K - 1) - pad, so the forward's rows make it with their sums in
                    registers (the gather below keeps them in memory: 2x slower) */
                 geom t = nad_conv_transposed(&g);
-                #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
-                for (int64_t pr = 0; pr < g.n * g.h; pr++) nad_dw_forward_row(&t, dyd, wt, NULL, pr, dxd);
+                dw_dx_loop l = {&t, dyd, wt, dxd};
+                nad_parallel_for(g.n * g.h, g.rows * g.ci > NAD_PAR_FLOATS / 2, dw_dx_turned, &l);
             } else {
-                #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
-                for (int64_t pr = 0; pr < g.n * g.h; pr++) nad_dw_dx_row(&g, dyd, wt, pr, dxd);
+                dw_dx_loop l = {&g, dyd, wt, dxd};
+                nad_parallel_for(g.n * g.h, g.rows * g.ci > NAD_PAR_FLOATS / 2, dw_dx_gathered, &l);
             }
         }
         if (dw || db) {
             float *pw = dw ? base + o_dw : NULL, *pb = db ? base + o_db : NULL;
             const int64_t nq = g.n * g.ho;
-            #pragma omp parallel for schedule(static) if (g.rows * g.ci > NAD_PAR_FLOATS / 2)
-            for (int64_t t = 0; t < nparts; t++) {
-                float *a = pw ? pw + t * g.kk * g.co : NULL, *s = pb ? pb + t * g.co : NULL;
-                if (a) memset(a, 0, (size_t)(g.kk * g.co) * sizeof(float));
-                if (s) memset(s, 0, (size_t)g.co * sizeof(float));
-                for (int64_t q = nq * t / nparts; q < nq * (t + 1) / nparts; q++)
-                    nad_dw_dw_row(&g, xd, dyd + q * g.wo * g.co, q, a, s);
-            }
+            dw_dw_parts_loop l = {g, xd, dyd, pw, pb, nq, nparts};
+            nad_parallel_for(nparts, g.rows * g.ci > NAD_PAR_FLOATS / 2, dw_dw_parts, &l);
             nad_dw_add_parts(&g, nparts, pw, pb, dw, db);
         }
         return 0;
@@ -632,20 +790,12 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
         if (dx) {
             float *wg = base + o_w, *tmp = wg + g.kk * cg;
             nad_gr_pack_weights(&g, w, wg);
-            const int64_t out_img = g.ho * g.wo * g.co;
+            gr_dx_loop l = {&g, dyd, wg, tmp, dxd, 0};
             if (nad_conv_images_to_threads(&g)) {
-                #pragma omp parallel for schedule(static)
-                for (int64_t n = 0; n < g.n; n++)
-                    for (int64_t hi = 0; hi < g.h; hi++)
-                        nad_gr_dx_row(&g, dyd + n * out_img, wg, hi,
-                                      tmp + omp_get_thread_num() * cg, dxd + n * img * g.ci);
+                nad_parallel_for(g.n, true, gr_dx_images, &l);
             } else {
-                for (int64_t n = 0; n < g.n; n++) {
-                    #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > NAD_PAR_FMAS / 4)
-                    for (int64_t hi = 0; hi < g.h; hi++)
-                        nad_gr_dx_row(&g, dyd + n * out_img, wg, hi,
-                                      tmp + omp_get_thread_num() * cg, dxd + n * img * g.ci);
-                }
+                for (l.n = 0; l.n < g.n; l.n++)
+                    nad_parallel_for(g.h, g.ho * g.wo * g.kk * cg > NAD_PAR_FMAS / 4, gr_dx_rows, &l);
             }
         }
         if (dw) {
@@ -654,10 +804,8 @@ int nad_conv2d_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad
             for (int64_t n = 0; n < g.n; n++) {
                 nad_gr_gather_image(&g, xd + n * img * g.ci, xg);
                 const float *dyn = dyd + n * g.ho * g.wo * g.co;
-                #pragma omp parallel for schedule(static) if (g.ho * g.wo * g.kk * cg > NAD_PAR_FMAS / 4)
-                for (int64_t t = 0; t < nparts; t++)
-                    for (int64_t ho = g.ho * t / nparts; ho < g.ho * (t + 1) / nparts; ho++)
-                        nad_gr_dw_row(&g, xg, dyn, ho, pw + t * g.kk * cg);
+                gr_dw_loop l = {&g, xg, dyn, pw, nparts};
+                nad_parallel_for(nparts, g.ho * g.wo * g.kk * cg > NAD_PAR_FMAS / 4, gr_dw_parts, &l);
             }
             for (int64_t t = 1; t < nparts; t++)
                 for (int64_t i = 0; i < g.kk * cg; i++) pw[i] += pw[t * g.kk * cg + i];

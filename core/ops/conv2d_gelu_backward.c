@@ -20,7 +20,6 @@
    part are read by its neighbour, which may run first; those halo rows are copied out before
    any part starts. */
 #include "conv2d.h"
-#include <omp.h>
 #include <string.h>
 
 /* The rows of one part: the halo rows of dact copied before the parts run (up = the rows
@@ -93,6 +92,26 @@ static void run_part(const job *j, const part_rows *pr, float *buf, float *dwt, 
     }
 }
 
+/* the parts, each with its own buffer and weight-gradient sums (slot t of bufs, dws, dbs) */
+typedef struct parts_loop {
+    const job *j;
+    const part_rows *parts;
+    float *bufs, *dws, *dbs;
+    int64_t buf_floats;
+} parts_loop;
+
+static void run_parts(void *ctx, int64_t t0, int64_t t1, int thread)
+{
+    const parts_loop *l = ctx;
+    const int64_t kk = l->j->g->kk, c = l->j->g->ci;
+    for (int64_t t = t0; t < t1; t++) {
+        float *a = l->dws ? l->dws + t * kk * c : NULL, *s = l->dbs ? l->dbs + t * c : NULL;
+        if (a) memset(a, 0, (size_t)(kk * c) * sizeof(float));
+        if (s) memset(s, 0, (size_t)c * sizeof(float));
+        run_part(l->j, &l->parts[t], l->bufs + t * l->buf_floats, a, s);
+    }
+}
+
 int nad_conv2d_gelu_backward(nad_workspace *ws, const nad_conv2d_params *p, const nad_tensor *x,
                              const nad_tensor *w, const nad_tensor *pre, const nad_tensor *dact,
                              nad_tensor *dx, nad_tensor *dw, nad_tensor *db)
@@ -122,7 +141,7 @@ int nad_conv2d_gelu_backward(nad_workspace *ws, const nad_conv2d_params *p, cons
 
     const int64_t c = g.ci, row = g.w * c, nq = g.n * g.h;
     const int64_t above = g.d * (g.k - 1) - g.pad, below = g.pad;
-    const int64_t nparts = omp_get_max_threads();
+    const int64_t nparts = nad_get_num_threads();
     /* bands of about 64 Ki floats of da (L2) */
     int64_t band = (1 << 16) / row - above - below;
     if (band < 1) band = 1;
@@ -161,13 +180,9 @@ int nad_conv2d_gelu_backward(nad_workspace *ws, const nad_conv2d_params *p, cons
             memcpy(halo + above * row, j.dact + pr->q1 * row,
                    (size_t)(pr->n_down * row) * sizeof(float));
     }
-    #pragma omp parallel for schedule(static) if (nq * row > NAD_PAR_FLOATS / 4)
-    for (int64_t t = 0; t < nparts; t++) {
-        float *a = dw ? base + o_dw + t * g.kk * c : NULL, *s = db ? base + o_db + t * c : NULL;
-        if (a) memset(a, 0, (size_t)(g.kk * c) * sizeof(float));
-        if (s) memset(s, 0, (size_t)c * sizeof(float));
-        run_part(&j, &parts[t], base + o_buf + t * buf_rows * row, a, s);
-    }
+    parts_loop l = {&j, parts, base + o_buf, dw ? base + o_dw : NULL, db ? base + o_db : NULL,
+                    buf_rows * row};
+    nad_parallel_for(nparts, nq * row > NAD_PAR_FLOATS / 4, run_parts, &l);
 
     /* the parts' sums in part order, then into dw and db (nad_conv2d_backward's order) */
     nad_dw_add_parts(&g, nparts, dw ? base + o_dw : NULL, db ? base + o_db : NULL, dw, db);

@@ -9,7 +9,6 @@
    nad_conv2d_resized_forward (inference's head) fills the planar rows from a bilinear resize
    directly (resize.c's nad_resize_planar_rows). */
 #include "conv2d.h"
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 

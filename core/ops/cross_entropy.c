@@ -44,27 +44,26 @@ static inline float row_max(const float *x, int64_t K)
     return m;
 }
 
-/* The loss (when loss is not NULL) and dlogits (with grad), in one pass: rows in BLOCKS
-   fixed blocks, the loss's partial sums combined in block order. */
-static int cross_entropy(const char *fn, int32_t ignore_label, float scale,
-                         const nad_tensor *logits, const nad_tensor *labels, float *loss,
-                         bool grad, nad_tensor *dlogits)
+/* the fixed blocks of rows, each with its part of the loss */
+typedef struct ce_blocks_loop {
+    const float *xd, *ld;
+    float *gd;
+    double *part;
+    int64_t K, rows, per;
+    float f;
+    int32_t ignore_label;
+} ce_blocks_loop;
+
+static void ce_blocks(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    int64_t counted = 0;
-    int rc = check_ce(fn, ignore_label, logits, labels, &counted);
-    if (rc) return rc;
-    if (grad && ((rc = nad_check_tensor(fn, "dlogits", dlogits)) ||
-                 (dlogits != logits && (rc = nad_resize_as(dlogits, logits))) ||
-                 (rc = nad_check_contig(fn, "dlogits", dlogits))))
-        return rc;
-    const int64_t K = logits->size[logits->ndim - 1], rows = nad_numel(logits) / K;
-    const float *xd = nad_data(logits), *ld = nad_data(labels);
-    float *gd = grad ? nad_data(dlogits) : NULL;
-    const float f = counted ? scale / (float)counted : 0.0f;
-    const int64_t per = (rows + BLOCKS - 1) / BLOCKS;
-    double part[BLOCKS] = {0};
-    #pragma omp parallel for schedule(static) if (rows * K > PAR_MIN)
-    for (int64_t b = 0; b < BLOCKS; b++) {
+    const ce_blocks_loop *l = ctx;
+    const float *xd = l->xd, *ld = l->ld;
+    float *gd = l->gd;
+    double *part = l->part;
+    const int64_t K = l->K, rows = l->rows, per = l->per;
+    const float f = l->f;
+    const int32_t ignore_label = l->ignore_label;
+    for (int64_t b = begin; b < end; b++) {
         int64_t r0 = b * per, r1 = r0 + per < rows ? r0 + per : rows;
         double acc = 0;
         for (int64_t r = r0; r < r1; r++) {
@@ -88,6 +87,29 @@ static int cross_entropy(const char *fn, int32_t ignore_label, float scale,
         }
         part[b] = acc;
     }
+}
+
+/* The loss (when loss is not NULL) and dlogits (with grad), in one pass: rows in BLOCKS
+   fixed blocks, the loss's partial sums combined in block order. */
+static int cross_entropy(const char *fn, int32_t ignore_label, float scale,
+                         const nad_tensor *logits, const nad_tensor *labels, float *loss,
+                         bool grad, nad_tensor *dlogits)
+{
+    int64_t counted = 0;
+    int rc = check_ce(fn, ignore_label, logits, labels, &counted);
+    if (rc) return rc;
+    if (grad && ((rc = nad_check_tensor(fn, "dlogits", dlogits)) ||
+                 (dlogits != logits && (rc = nad_resize_as(dlogits, logits))) ||
+                 (rc = nad_check_contig(fn, "dlogits", dlogits))))
+        return rc;
+    const int64_t K = logits->size[logits->ndim - 1], rows = nad_numel(logits) / K;
+    const float *xd = nad_data(logits), *ld = nad_data(labels);
+    float *gd = grad ? nad_data(dlogits) : NULL;
+    const float f = counted ? scale / (float)counted : 0.0f;
+    const int64_t per = (rows + BLOCKS - 1) / BLOCKS;
+    double part[BLOCKS] = {0};
+    ce_blocks_loop l = {xd, ld, gd, part, K, rows, per, f, ignore_label};
+    nad_parallel_for(BLOCKS, rows * K > PAR_MIN, ce_blocks, &l);
     if (loss) {
         double total = 0;
         for (int64_t b = 0; b < BLOCKS; b++) total += part[b];

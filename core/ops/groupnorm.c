@@ -261,6 +261,69 @@ int nad_groupnorm_relu_forward(int32_t groups, float eps, const nad_tensor *x,
                              rstd);
 }
 
+/* the backward's tasks: (sample, block of groups) pairs */
+typedef struct bwd_loop {
+    const float *xd, *gd, *md, *rd, *g, *bt;
+    double *terms;
+    float *o;
+    int64_t p, c, cg, gs, bs;
+    int32_t groups;
+    double count;
+} bwd_loop;
+
+static void backward_tasks(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const bwd_loop *l = ctx;
+    const float *xd = l->xd, *gd = l->gd, *md = l->md, *rd = l->rd, *g = l->g, *bt = l->bt;
+    double *terms = l->terms;
+    float *o = l->o;
+    const int64_t p = l->p, c = l->c, cg = l->cg, gs = l->gs, bs = l->bs;
+    const int32_t groups = l->groups;
+    const double count = l->count;
+    for (int64_t q = begin; q < end; q++) {
+        gn_block k = block_of(q, groups, cg);
+        const float *xs = xd + k.s * p * c, *dys = gd + k.s * p * c;
+        const float *ms = md + k.s * groups, *rs = rd + k.s * groups;
+        double s1[CB] = {0}, s2[CB] = {0};
+        for (int64_t j0 = 0; j0 < k.cn; j0 += CB) { /* the sums, before dx may overwrite dy */
+            int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
+            float m[CB], r[CB], gv[CB], bv[CB];
+            double t1[CB], t2[CB];
+            piece_vectors(&k, j0, nc, cg, ms, rs, g, gs, m, r, gv);
+            if (bt) piece_vectors(&k, j0, nc, cg, NULL, NULL, bt, bs, NULL, NULL, bv);
+            channel_sums(SUM_DY, xs + k.c0 + j0, dys + k.c0 + j0, p, c, nc, m, r, gv,
+                         bt ? bv : NULL, t1, t2);
+            for (int64_t j = 0; j < nc; j++) {
+                s1[(j0 + j) / cg] += gv[j] * t1[j];
+                s2[(j0 + j) / cg] += gv[j] * t2[j];
+            }
+            if (terms)
+                for (int64_t j = 0; j < nc; j++) {
+                    terms[(k.s * c + k.c0 + j0 + j) * 2] = t1[j];
+                    terms[(k.s * c + k.c0 + j0 + j) * 2 + 1] = t2[j];
+                }
+        }
+        if (!o) continue;
+        float k1g[CB], k2g[CB]; /* per group of the block */
+        for (int64_t i = 0; i < k.ng; i++) {
+            k1g[i] = (float)(s1[i] / count);
+            k2g[i] = (float)(s2[i] / count);
+        }
+        for (int64_t j0 = 0; j0 < k.cn; j0 += CB) {
+            int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
+            float m[CB], r[CB], gv[CB], bv[CB], k1[CB], k2[CB];
+            piece_vectors(&k, j0, nc, cg, ms, rs, g, gs, m, r, gv);
+            if (bt) piece_vectors(&k, j0, nc, cg, NULL, NULL, bt, bs, NULL, NULL, bv);
+            for (int64_t j = 0; j < nc; j++) {
+                k1[j] = k1g[(j0 + j) / cg];
+                k2[j] = k2g[(j0 + j) / cg];
+            }
+            gn_dx(xs + k.c0 + j0, dys + k.c0 + j0, o + k.s * p * c + k.c0 + j0, p, c, nc, m, r,
+                  gv, bt ? bv : NULL, k1, k2);
+        }
+    }
+}
+
 /* Per (n, group) with xhat = (x - mean) rstd, g = dy gamma and K = H*W*C/groups values:
    dx = rstd (g - sum(g)/K - xhat sum(g xhat)/K);
    dgamma[c] += sum over n, pixels of dy xhat;  dbeta[c] += sum over n, pixels of dy. */
@@ -310,49 +373,8 @@ static int groupnorm_backward(const char *fn, int32_t groups, const nad_tensor *
     if (!o && !terms) return 0;
     double count = (double)p * (double)cg;
     int64_t gpb = cg <= CB ? CB / cg : 1, tasks = n * ((groups + gpb - 1) / gpb);
-    #pragma omp parallel for schedule(static) if (n * p * c > NAD_PAR_FLOATS / 2)
-    for (int64_t q = 0; q < tasks; q++) {
-        gn_block k = block_of(q, groups, cg);
-        const float *xs = xd + k.s * p * c, *dys = gd + k.s * p * c;
-        const float *ms = md + k.s * groups, *rs = rd + k.s * groups;
-        double s1[CB] = {0}, s2[CB] = {0};
-        for (int64_t j0 = 0; j0 < k.cn; j0 += CB) { /* the sums, before dx may overwrite dy */
-            int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
-            float m[CB], r[CB], gv[CB], bv[CB];
-            double t1[CB], t2[CB];
-            piece_vectors(&k, j0, nc, cg, ms, rs, g, gs, m, r, gv);
-            if (bt) piece_vectors(&k, j0, nc, cg, NULL, NULL, bt, bs, NULL, NULL, bv);
-            channel_sums(SUM_DY, xs + k.c0 + j0, dys + k.c0 + j0, p, c, nc, m, r, gv,
-                         bt ? bv : NULL, t1, t2);
-            for (int64_t j = 0; j < nc; j++) {
-                s1[(j0 + j) / cg] += gv[j] * t1[j];
-                s2[(j0 + j) / cg] += gv[j] * t2[j];
-            }
-            if (terms)
-                for (int64_t j = 0; j < nc; j++) {
-                    terms[(k.s * c + k.c0 + j0 + j) * 2] = t1[j];
-                    terms[(k.s * c + k.c0 + j0 + j) * 2 + 1] = t2[j];
-                }
-        }
-        if (!o) continue;
-        float k1g[CB], k2g[CB]; /* per group of the block */
-        for (int64_t i = 0; i < k.ng; i++) {
-            k1g[i] = (float)(s1[i] / count);
-            k2g[i] = (float)(s2[i] / count);
-        }
-        for (int64_t j0 = 0; j0 < k.cn; j0 += CB) {
-            int64_t nc = k.cn - j0 < CB ? k.cn - j0 : CB;
-            float m[CB], r[CB], gv[CB], bv[CB], k1[CB], k2[CB];
-            piece_vectors(&k, j0, nc, cg, ms, rs, g, gs, m, r, gv);
-            if (bt) piece_vectors(&k, j0, nc, cg, NULL, NULL, bt, bs, NULL, NULL, bv);
-            for (int64_t j = 0; j < nc; j++) {
-                k1[j] = k1g[(j0 + j) / cg];
-                k2[j] = k2g[(j0 + j) / cg];
-            }
-            gn_dx(xs + k.c0 + j0, dys + k.c0 + j0, o + k.s * p * c + k.c0 + j0, p, c, nc, m, r,
-                  gv, bt ? bv : NULL, k1, k2);
-        }
-    }
+    bwd_loop l = {xd, gd, md, rd, g, bt, terms, o, p, c, cg, gs, bs, groups, count};
+    nad_parallel_for(tasks, n * p * c > NAD_PAR_FLOATS / 2, backward_tasks, &l);
     if (terms) {
         int64_t dgs = dgamma ? dgamma->stride[0] : 0, dbs = dbeta ? dbeta->stride[0] : 0;
         for (int64_t ch = 0; ch < c; ch++) {

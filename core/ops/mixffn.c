@@ -8,7 +8,6 @@
    stay in cache. The sums are those of the three operators (the same kernels), grouped in
    fewer rows per call. Training keeps the operators: the backward reads the hidden maps. */
 #include "conv2d.h"
-#include <omp.h>
 #include <string.h>
 
 /* floats of one band's fc1 rows (and again of its activations): 256 KiB each, the pair in L2;

@@ -2,7 +2,6 @@
    interpolate(mode='bilinear', size=...) semantics for both align_corners settings, forward
    and backward. Used by the decoder (FPN, PPM, fuse, final upsample) and nn.Upsample. */
 #include "conv2d.h"
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,6 +354,41 @@ backward_row(const float *gr, int64_t gs, const col_tap *cols, int64_t Wo, int64
     }
 }
 
+/* the backward's tasks: (image, chunk of channels) pairs, each thread with its row t of rows */
+typedef struct backward_tasks_loop {
+    const float *g;
+    float *o, *rows;
+    const col_tap *cols;
+    int64_t nchunks, C, H, W, Ho, Wo, gs, cw;
+    float sh;
+    int32_t align_corners;
+} backward_tasks_loop;
+
+static void backward_tasks(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const backward_tasks_loop *l = ctx;
+    const float *g = l->g;
+    float *o = l->o, *rows = l->rows;
+    const col_tap *cols = l->cols;
+    const int64_t nchunks = l->nchunks;
+    const int64_t C = l->C, H = l->H, W = l->W, Ho = l->Ho, Wo = l->Wo, gs = l->gs, cw = l->cw;
+    const float sh = l->sh;
+    const int32_t align_corners = l->align_corners;
+    for (int64_t task = begin; task < end; task++) {
+        int64_t n = task / nchunks, c0 = (task % nchunks) * CHUNK;
+        int64_t cn = (c0 + CHUNK < C ? c0 + CHUNK : C) - c0;
+        float *on = o + n * H * W * C + c0, *t = rows + thread * W * cw;
+        for (int64_t i = 0; i < H * W; i++) memset(on + i * C, 0, (size_t)cn * sizeof(float));
+        for (int64_t oh = 0; oh < Ho; oh++) {
+            int64_t h0, h1;
+            float a0, a1;
+            taps(sh, oh, H, align_corners, &h0, &h1, &a0, &a1);
+            backward_row(g + (n * Ho + oh) * Wo * gs + c0, gs, cols, Wo, W, cn, C, a0, a1, t,
+                         on + h0 * W * C, on + h1 * W * C);
+        }
+    }
+}
+
 /* dx = the transpose of the forward's interpolation, separably: each dy row is first spread
    along W into a row t (two taps per output pixel), then t into dx's two source rows (for an
    upsampling, far fewer than dy's pixels): 2 + 2 W / Wo multiply-adds per dy element instead
@@ -385,7 +419,7 @@ int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
     const float *g = nad_data(dy);
     float *o = nad_data(dx);
     const int64_t nchunks = (C + CHUNK - 1) / CHUNK, cw = C < CHUNK ? C : CHUNK;
-    const int threads = omp_get_max_threads();
+    const int threads = nad_get_num_threads();
     /* the column taps, and one row t [W][chunk] per thread */
     col_tap *cols = col_taps(sw, Wo, W, align_corners);
     float *rows = malloc((size_t)(threads * W * cw) * sizeof(float));
@@ -393,20 +427,8 @@ int nad_resize_bilinear_backward(int32_t align_corners, const nad_tensor *x,
         free(cols), free(rows);
         return nad_fail(NAD_ENOMEM, "%s: out of memory", fn);
     }
-    #pragma omp parallel for schedule(static) if (N * Ho * Wo * C > PAR_MIN)
-    for (int64_t task = 0; task < N * nchunks; task++) {
-        int64_t n = task / nchunks, c0 = (task % nchunks) * CHUNK;
-        int64_t cn = (c0 + CHUNK < C ? c0 + CHUNK : C) - c0;
-        float *on = o + n * H * W * C + c0, *t = rows + omp_get_thread_num() * W * cw;
-        for (int64_t i = 0; i < H * W; i++) memset(on + i * C, 0, (size_t)cn * sizeof(float));
-        for (int64_t oh = 0; oh < Ho; oh++) {
-            int64_t h0, h1;
-            float a0, a1;
-            taps(sh, oh, H, align_corners, &h0, &h1, &a0, &a1);
-            backward_row(g + (n * Ho + oh) * Wo * gs + c0, gs, cols, Wo, W, cn, C, a0, a1, t,
-                         on + h0 * W * C, on + h1 * W * C);
-        }
-    }
+    backward_tasks_loop l = {g, o, rows, cols, nchunks, C, H, W, Ho, Wo, gs, cw, sh, align_corners};
+    nad_parallel_for(N * nchunks, N * Ho * Wo * C > PAR_MIN, backward_tasks, &l);
     free(cols);
     free(rows);
     return 0;

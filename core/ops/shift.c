@@ -31,18 +31,22 @@ static int check_shift(const char *fn, const int32_t *dirs, const char *xn, cons
     return nad_check_contig(fn, yn, y);
 }
 
-/* y[h, w, quarter q] = x[h - dh, w - dw] where that is inside the map, else x[h, w] */
-int nad_shift_forward(const int32_t *dirs, const nad_tensor *x, nad_tensor *y)
+/* the forward's and the backward's loops: rows of the batch, from src (x or dy) into dst */
+typedef struct shift_loop {
+    const float *src;
+    float *dst;
+    const int64_t *dh, *dw;
+    int64_t H, W, C, Q;
+} shift_loop;
+
+static void shift_rows(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    int rc = check_shift("shift_forward", dirs, "x", x, "y", y);
-    if (rc) return rc;
-    const int64_t N = x->size[0], H = x->size[1], W = x->size[2], C = x->size[3], Q = C / 4;
-    int64_t dh[4], dw[4];
-    for (int32_t q = 0; q < 4; q++) dir_offset(dirs[q], &dh[q], &dw[q]);
-    const float *xd = nad_data(x);
-    float *yd = nad_data(y);
-    #pragma omp parallel for schedule(static) if (N * H * W * C > PAR_MIN)
-    for (int64_t r = 0; r < N * H; r++) {
+    const shift_loop *l = ctx;
+    const float *xd = l->src;
+    float *yd = l->dst;
+    const int64_t *dh = l->dh, *dw = l->dw;
+    const int64_t H = l->H, W = l->W, C = l->C, Q = l->Q;
+    for (int64_t r = begin; r < end; r++) {
         int64_t n = r / H, h = r % H;
         for (int64_t w = 0; w < W; w++) {
             float *yr = yd + (r * W + w) * C;
@@ -54,23 +58,31 @@ int nad_shift_forward(const int32_t *dirs, const nad_tensor *x, nad_tensor *y)
             }
         }
     }
+}
+
+/* y[h, w, quarter q] = x[h - dh, w - dw] where that is inside the map, else x[h, w] */
+int nad_shift_forward(const int32_t *dirs, const nad_tensor *x, nad_tensor *y)
+{
+    int rc = check_shift("shift_forward", dirs, "x", x, "y", y);
+    if (rc) return rc;
+    const int64_t N = x->size[0], H = x->size[1], W = x->size[2], C = x->size[3], Q = C / 4;
+    int64_t dh[4], dw[4];
+    for (int32_t q = 0; q < 4; q++) dir_offset(dirs[q], &dh[q], &dw[q]);
+    const float *xd = nad_data(x);
+    float *yd = nad_data(y);
+    shift_loop l = {xd, yd, dh, dw, H, W, C, Q};
+    nad_parallel_for(N * H, N * H * W * C > PAR_MIN, shift_rows, &l);
     return 0;
 }
 
-/* dx[p] = dy[p + d] (when p + d is inside the map) + dy[p] (when p is on the vacated border,
-   i.e. p - d is outside): the transpose of the forward's gather, per quarter. */
-int nad_shift_backward(const int32_t *dirs, const nad_tensor *dy, nad_tensor *dx)
+static void unshift_rows(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    int rc = check_shift("shift_backward", dirs, "dy", dy, "dx", dx);
-    if (rc) return rc;
-    const int64_t N = dy->size[0], H = dy->size[1], W = dy->size[2], C = dy->size[3];
-    const int64_t Q = C / 4;
-    int64_t dh[4], dw[4];
-    for (int32_t q = 0; q < 4; q++) dir_offset(dirs[q], &dh[q], &dw[q]);
-    const float *g = nad_data(dy);
-    float *o = nad_data(dx);
-    #pragma omp parallel for schedule(static) if (N * H * W * C > PAR_MIN)
-    for (int64_t r = 0; r < N * H; r++) {
+    const shift_loop *l = ctx;
+    const float *g = l->src;
+    float *o = l->dst;
+    const int64_t *dh = l->dh, *dw = l->dw;
+    const int64_t H = l->H, W = l->W, C = l->C, Q = l->Q;
+    for (int64_t r = begin; r < end; r++) {
         int64_t n = r / H, h = r % H;
         for (int64_t w = 0; w < W; w++) {
             float *orow = o + (r * W + w) * C;
@@ -93,5 +105,21 @@ int nad_shift_backward(const int32_t *dirs, const nad_tensor *dy, nad_tensor *dx
             }
         }
     }
+}
+
+/* dx[p] = dy[p + d] (when p + d is inside the map) + dy[p] (when p is on the vacated border,
+   i.e. p - d is outside): the transpose of the forward's gather, per quarter. */
+int nad_shift_backward(const int32_t *dirs, const nad_tensor *dy, nad_tensor *dx)
+{
+    int rc = check_shift("shift_backward", dirs, "dy", dy, "dx", dx);
+    if (rc) return rc;
+    const int64_t N = dy->size[0], H = dy->size[1], W = dy->size[2], C = dy->size[3];
+    const int64_t Q = C / 4;
+    int64_t dh[4], dw[4];
+    for (int32_t q = 0; q < 4; q++) dir_offset(dirs[q], &dh[q], &dw[q]);
+    const float *g = nad_data(dy);
+    float *o = nad_data(dx);
+    shift_loop l = {g, o, dh, dw, H, W, C, Q};
+    nad_parallel_for(N * H, N * H * W * C > PAR_MIN, unshift_rows, &l);
     return 0;
 }
