@@ -43,15 +43,17 @@ local function cdef_from_header(path)
 end
 
 cdef_from_header(header)
--- OpenMP threads that spin while waiting steal the cores from OpenBLAS and from everything
--- else on a shared machine (15x slower under load, measured); sleep instead unless the user
--- chose. libgomp reads this when it loads, which is with the core library just below.
+-- OpenMP threads that spin while waiting steal the cores from everything else on a shared
+-- machine (15x slower under load, measured); sleep instead unless the user chose. libgomp
+-- reads this when it loads, which is with the core library just below. (The core's own loops
+-- run on its pool, core/parallel.c, whose workers always sleep; what is left on OpenMP is
+-- OpenBLAS's threading and a few rare loops.)
 ffi.cdef 'int setenv(const char *name, const char *value, int overwrite);'
 if not os.getenv('OMP_WAIT_POLICY') and not os.getenv('GOMP_SPINCOUNT') then
     ffi.C.setenv('OMP_WAIT_POLICY', 'PASSIVE', 0)
 end
 -- Pin the library (RTLD_NODELETE): LuaJIT unloads it when the Lua state closes, while the
--- OpenMP and OpenBLAS worker threads it started may still be running its code.
+-- worker threads it started (its pool's, OpenMP's, OpenBLAS's) may still be running its code.
 ffi.cdef 'void *dlopen(const char *path, int flags);'
 local RTLD_NOW, RTLD_NODELETE = 0x2, 0x1000
 ffi.C.dlopen(lib, RTLD_NOW + RTLD_NODELETE)

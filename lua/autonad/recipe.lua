@@ -15,7 +15,7 @@ local function opt(kind, default, doc) return { kind = kind, default = default, 
 
 S.name = opt('string', 'run', 'names the run directory runs/<name> unless output is set')
 S.seed = opt('integer', 0, 'one seed for weights, sampling, data order and augmentation')
-S.threads = opt('integer', 2, 'threads for the core (OpenBLAS and OpenMP)')
+S.threads = opt('integer', 2, 'threads for the core (its parallel loops and OpenBLAS)')
 S.output = opt('string', nil, 'the run directory (default runs/<name>)')
 S.task = opt('string', 'segmentation', "'segmentation' or 'classification'")
 S.space = opt('any', 'autonad', 'a search space: a name in searchspaces/, a path, or a table')

@@ -1,7 +1,8 @@
 /* test_parallel.c: the core's parallel loop (nad_parallel_for, core/parallel.c): every index
    once, at 1 to 4 threads and for loops shorter than the thread count; thread slots in range
    and never shared by two running ranges; the workers take part; nested loops and loops below
-   the threshold run whole in the calling thread; two application threads at once. */
+   the threshold run whole in the calling thread, and a range sees one thread (so OpenBLAS
+   and OpenMP run in its thread); two application threads at once; a forked child. */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "check.h"
 #include "internal.h"
@@ -9,7 +10,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct visits {
     atomic_int *count;      /* per index */
@@ -158,4 +161,42 @@ Test(parallel, two_application_threads)
     pthread_join(a, &ra);
     pthread_join(b, &rb);
     cr_assert(ra == NULL && rb == NULL, "a loop missed or repeated an index");
+}
+
+static void thread_count(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    atomic_int *bad = ctx;
+    if (nad_get_num_threads() != 1) atomic_store(bad, 1);
+    nanosleep(&(struct timespec){0, 200000}, NULL);
+}
+
+Test(parallel, a_range_sees_one_thread)
+{
+    nad_set_num_threads(2);
+    atomic_int bad = 0;
+    nad_parallel_for(16, true, thread_count, &bad);
+    cr_assert_eq(atomic_load(&bad), 0, "a range saw more than one thread");
+    cr_assert_eq(nad_get_num_threads(), 2, "the caller's thread count was not restored");
+    nad_set_num_threads(1);
+}
+
+/* the child of a fork has none of the parent's workers and starts its own */
+Test(parallel, forked_child)
+{
+    visits *v = run_loop(64, 2, 100000); /* the parent's workers exist */
+    expect_each_once(v, 64);
+    free_visits(v);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        visits *c = run_loop(64, 2, 1000000);
+        int ok = atomic_load(&c->bad_slot) == 0 && atomic_load(&c->ranges[1]) > 0;
+        for (int64_t i = 0; i < 64; i++) ok = ok && atomic_load(&c->count[i]) == 1;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the child's loop missed an index or ran without a worker");
+    nad_set_num_threads(1);
 }
