@@ -4,16 +4,32 @@
 
 enum { PAR_MIN = NAD_PAR_FLOATS };
 
-/* y[n] = x[n] * mask[n] over contiguous rows of `per` elements; y may be x */
-static void apply_mask(const float *mask, const float *x, int64_t N, int64_t per, float *y)
+/* apply_mask's loop: samples */
+typedef struct mask_rows_loop {
+    const float *mask, *x;
+    int64_t per;
+    float *y;
+} mask_rows_loop;
+
+static void mask_rows(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    #pragma omp parallel for schedule(static) if (N * per > PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
+    const mask_rows_loop *l = ctx;
+    const float *mask = l->mask, *x = l->x;
+    const int64_t per = l->per;
+    float *y = l->y;
+    for (int64_t n = begin; n < end; n++) {
         const float m = mask[n];
         const float *xr = x + n * per;
         float *yr = y + n * per;
         for (int64_t j = 0; j < per; j++) yr[j] = xr[j] * m;
     }
+}
+
+/* y[n] = x[n] * mask[n] over contiguous rows of `per` elements; y may be x */
+static void apply_mask(const float *mask, const float *x, int64_t N, int64_t per, float *y)
+{
+    mask_rows_loop l = {mask, x, per, y};
+    nad_parallel_for(N, N * per > PAR_MIN, mask_rows, &l);
 }
 
 int nad_droppath_forward(nad_rng *rng, float p, const nad_tensor *x, nad_tensor *y,

@@ -402,16 +402,38 @@ bool nad_panel_pack_weights(nad_panel *pn, bool b_trans, int64_t n, int64_t k, c
     return true;
 }
 
-/* the fallback's bias: C rows = bias before a beta = 1 product, or added after one */
-static void add_bias_rows(int64_t m, int64_t n, const float *bias, int64_t bs, bool assign,
-                          float *c, int64_t ldc)
+/* add_bias_rows's loop: rows of C */
+typedef struct bias_rows_loop {
+    int64_t n;
+    const float *bias;
+    int64_t bs;
+    bool assign;
+    float *c;
+    int64_t ldc;
+} bias_rows_loop;
+
+static void bias_rows(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    #pragma omp parallel for schedule(static) if (m * n > NAD_PAR_FLOATS)
-    for (int64_t r = 0; r < m; r++) {
+    const bias_rows_loop *l = ctx;
+    const int64_t n = l->n;
+    const float *bias = l->bias;
+    const int64_t bs = l->bs;
+    const bool assign = l->assign;
+    float *c = l->c;
+    const int64_t ldc = l->ldc;
+    for (int64_t r = begin; r < end; r++) {
         float *cr = c + r * ldc;
         if (assign) for (int64_t j = 0; j < n; j++) cr[j] = bias[j * bs];
         else for (int64_t j = 0; j < n; j++) cr[j] += bias[j * bs];
     }
+}
+
+/* the fallback's bias: C rows = bias before a beta = 1 product, or added after one */
+static void add_bias_rows(int64_t m, int64_t n, const float *bias, int64_t bs, bool assign,
+                          float *c, int64_t ldc)
+{
+    bias_rows_loop l = {n, bias, bs, assign, c, ldc};
+    nad_parallel_for(m, m * n > NAD_PAR_FLOATS, bias_rows, &l);
 }
 
 static void gemm(bool b_trans, bool weights, int64_t m, int64_t n, int64_t k, const float *a,

@@ -117,22 +117,39 @@ int nad_linear_forward_acc(const nad_tensor *x, const nad_tensor *w, const nad_t
     return linear_forward("linear_forward_acc", x, w, b, true, y);
 }
 
-/* db[o] += sum_r dy[r, o], in column blocks so each block's sum is one thread's (the result
-   does not depend on the thread count) and the inner loop runs along contiguous columns. */
-static void bias_grad(const rowmat *dy, float *db, int64_t dbs)
+/* bias_grad's loop: blocks of BIAS_BLOCK columns */
+enum { BIAS_BLOCK = 64 };
+
+typedef struct bias_blocks_loop {
+    const rowmat *dy;
+    float *db;
+    int64_t dbs;
+} bias_blocks_loop;
+
+static void bias_blocks(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    enum { BLOCK = 64 };
-    int64_t nblk = (dy->cols + BLOCK - 1) / BLOCK;
-    #pragma omp parallel for schedule(static) if (dy->rows * dy->cols > NAD_PAR_FLOATS)
-    for (int64_t blk = 0; blk < nblk; blk++) {
-        int64_t c0 = blk * BLOCK, n = dy->cols - c0 < BLOCK ? dy->cols - c0 : BLOCK;
-        double acc[BLOCK] = {0}; /* many rows: sum in double */
+    const bias_blocks_loop *l = ctx;
+    const rowmat *dy = l->dy;
+    float *db = l->db;
+    const int64_t dbs = l->dbs;
+    for (int64_t blk = begin; blk < end; blk++) {
+        int64_t c0 = blk * BIAS_BLOCK, n = dy->cols - c0 < BIAS_BLOCK ? dy->cols - c0 : BIAS_BLOCK;
+        double acc[BIAS_BLOCK] = {0}; /* many rows: sum in double */
         for (int64_t r = 0; r < dy->rows; r++) {
             const float *g = dy->p + r * dy->ld + c0;
             for (int64_t j = 0; j < n; j++) acc[j] += g[j];
         }
         for (int64_t j = 0; j < n; j++) db[(c0 + j) * dbs] += (float)acc[j];
     }
+}
+
+/* db[o] += sum_r dy[r, o], in column blocks so each block's sum is one thread's (the result
+   does not depend on the thread count) and the inner loop runs along contiguous columns. */
+static void bias_grad(const rowmat *dy, float *db, int64_t dbs)
+{
+    int64_t nblk = (dy->cols + BIAS_BLOCK - 1) / BIAS_BLOCK;
+    bias_blocks_loop l = {dy, db, dbs};
+    nad_parallel_for(nblk, dy->rows * dy->cols > NAD_PAR_FLOATS, bias_blocks, &l);
 }
 
 /* y = x w^T + b  =>  dx = dy w,  dw += dy^T x,  db += sum over rows of dy */

@@ -51,24 +51,23 @@ static inline void window(int64_t o, int32_t k, int32_t stride, int32_t pad, int
     *end = min64(e, in);
 }
 
-int nad_avgpool2d_forward(int32_t k, int32_t stride, int32_t pad, const nad_tensor *x,
-                          nad_tensor *y)
+/* the loops over rows (output rows forward, input rows backward) of the batch, from src (x
+   or dy) into dst; k, stride and pad for the fixed windows */
+typedef struct pool_loop {
+    const float *src;
+    float *dst;
+    int64_t H, W, C, Ho, Wo;
+    int32_t k, stride, pad;
+} pool_loop;
+
+static void avg_rows(void *ctx, int64_t r0, int64_t r1, int thread)
 {
-    const char *fn = "avgpool2d_forward";
-    int rc = check_params(fn, k, stride, pad);
-    if (rc || (rc = check_input(fn, x)) || (rc = nad_check_tensor(fn, "y", y))) return rc;
-    const int64_t N = x->size[0], H = x->size[1], W = x->size[2], C = x->size[3];
-    const int64_t Ho = pooled(H, k, stride, pad), Wo = pooled(W, k, stride, pad);
-    if (Ho < 1 || Wo < 1)
-        return nad_fail(NAD_EINVAL, "%s: x is %lldx%lld, smaller than the %dx%d window", fn,
-                        (long long)H, (long long)W, k, k);
-    if (y == x) return nad_fail(NAD_EINVAL, "%s: y must not be x", fn);
-    nad_tensor shape = shape_nhwc(x, Ho, Wo);
-    if ((rc = nad_resize_as(y, &shape)) || (rc = nad_check_contig(fn, "y", y))) return rc;
-    const float *xd = nad_data(x);
-    float *yd = nad_data(y);
-    #pragma omp parallel for schedule(static) if (N * Ho * Wo * C * k * k > PAR_MIN)
-    for (int64_t r = 0; r < N * Ho; r++) {
+    const pool_loop *l = ctx;
+    const float *xd = l->src;
+    float *yd = l->dst;
+    const int64_t H = l->H, W = l->W, C = l->C, Ho = l->Ho, Wo = l->Wo;
+    const int32_t k = l->k, stride = l->stride, pad = l->pad;
+    for (int64_t r = r0; r < r1; r++) {
         int64_t n = r / Ho, oh = r % Ho, h0, h1, hl;
         window(oh, k, stride, pad, H, &h0, &h1, &hl);
         for (int64_t ow = 0; ow < Wo; ow++) {
@@ -85,7 +84,59 @@ int nad_avgpool2d_forward(int32_t k, int32_t stride, int32_t pad, const nad_tens
             for (int64_t c = 0; c < C; c++) yr[c] *= inv;
         }
     }
+}
+
+int nad_avgpool2d_forward(int32_t k, int32_t stride, int32_t pad, const nad_tensor *x,
+                          nad_tensor *y)
+{
+    const char *fn = "avgpool2d_forward";
+    int rc = check_params(fn, k, stride, pad);
+    if (rc || (rc = check_input(fn, x)) || (rc = nad_check_tensor(fn, "y", y))) return rc;
+    const int64_t N = x->size[0], H = x->size[1], W = x->size[2], C = x->size[3];
+    const int64_t Ho = pooled(H, k, stride, pad), Wo = pooled(W, k, stride, pad);
+    if (Ho < 1 || Wo < 1)
+        return nad_fail(NAD_EINVAL, "%s: x is %lldx%lld, smaller than the %dx%d window", fn,
+                        (long long)H, (long long)W, k, k);
+    if (y == x) return nad_fail(NAD_EINVAL, "%s: y must not be x", fn);
+    nad_tensor shape = shape_nhwc(x, Ho, Wo);
+    if ((rc = nad_resize_as(y, &shape)) || (rc = nad_check_contig(fn, "y", y))) return rc;
+    const float *xd = nad_data(x);
+    float *yd = nad_data(y);
+    pool_loop l = {xd, yd, H, W, C, Ho, Wo, k, stride, pad};
+    nad_parallel_for(N * Ho, N * Ho * Wo * C * k * k > PAR_MIN, avg_rows, &l);
     return 0;
+}
+
+static void avg_grad_rows(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const pool_loop *l = ctx;
+    const float *g = l->src;
+    float *o = l->dst;
+    const int64_t H = l->H, W = l->W, C = l->C, Ho = l->Ho, Wo = l->Wo;
+    const int32_t k = l->k, stride = l->stride, pad = l->pad;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t n = r / H, h = r % H;
+        /* oh in [ceil((h + pad - k + 1) / stride), floor((h + pad) / stride)] */
+        int64_t oh0 = h + pad - k + 1 <= 0 ? 0 : (h + pad - k + stride) / stride;
+        int64_t oh1 = min64(Ho - 1, (h + pad) / stride);
+        for (int64_t w = 0; w < W; w++) {
+            float *orow = o + (r * W + w) * C;
+            for (int64_t c = 0; c < C; c++) orow[c] = 0;
+            int64_t ow0 = w + pad - k + 1 <= 0 ? 0 : (w + pad - k + stride) / stride;
+            int64_t ow1 = min64(Wo - 1, (w + pad) / stride);
+            for (int64_t oh = oh0; oh <= oh1; oh++) {
+                int64_t hs, he, hl;
+                window(oh, k, stride, pad, H, &hs, &he, &hl);
+                for (int64_t ow = ow0; ow <= ow1; ow++) {
+                    int64_t ws, we, wl;
+                    window(ow, k, stride, pad, W, &ws, &we, &wl);
+                    const float inv = 1.0f / (float)(hl * wl);
+                    const float *gr = g + ((n * Ho + oh) * Wo + ow) * C;
+                    for (int64_t c = 0; c < C; c++) orow[c] += gr[c] * inv;
+                }
+            }
+        }
+    }
 }
 
 /* dx[h, w] = sum over the windows (oh, ow) that contain (h, w) of dy[oh, ow] / divisor.
@@ -112,30 +163,8 @@ int nad_avgpool2d_backward(int32_t k, int32_t stride, int32_t pad, const nad_ten
     if ((rc = nad_resize_as(dx, x)) || (rc = nad_check_contig(fn, "dx", dx))) return rc;
     const float *g = nad_data(dy);
     float *o = nad_data(dx);
-    #pragma omp parallel for schedule(static) if (N * Ho * Wo * C * k * k > PAR_MIN)
-    for (int64_t r = 0; r < N * H; r++) {
-        int64_t n = r / H, h = r % H;
-        /* oh in [ceil((h + pad - k + 1) / stride), floor((h + pad) / stride)] */
-        int64_t oh0 = h + pad - k + 1 <= 0 ? 0 : (h + pad - k + stride) / stride;
-        int64_t oh1 = min64(Ho - 1, (h + pad) / stride);
-        for (int64_t w = 0; w < W; w++) {
-            float *orow = o + (r * W + w) * C;
-            for (int64_t c = 0; c < C; c++) orow[c] = 0;
-            int64_t ow0 = w + pad - k + 1 <= 0 ? 0 : (w + pad - k + stride) / stride;
-            int64_t ow1 = min64(Wo - 1, (w + pad) / stride);
-            for (int64_t oh = oh0; oh <= oh1; oh++) {
-                int64_t hs, he, hl;
-                window(oh, k, stride, pad, H, &hs, &he, &hl);
-                for (int64_t ow = ow0; ow <= ow1; ow++) {
-                    int64_t ws, we, wl;
-                    window(ow, k, stride, pad, W, &ws, &we, &wl);
-                    const float inv = 1.0f / (float)(hl * wl);
-                    const float *gr = g + ((n * Ho + oh) * Wo + ow) * C;
-                    for (int64_t c = 0; c < C; c++) orow[c] += gr[c] * inv;
-                }
-            }
-        }
-    }
+    pool_loop l = {g, o, H, W, C, Ho, Wo, k, stride, pad};
+    nad_parallel_for(N * H, N * Ho * Wo * C * k * k > PAR_MIN, avg_grad_rows, &l);
     return 0;
 }
 
@@ -144,6 +173,30 @@ static inline int64_t bin_start(int64_t i, int64_t in, int64_t out) { return i *
 static inline int64_t bin_end(int64_t i, int64_t in, int64_t out)
 {
     return ((i + 1) * in + out - 1) / out;
+}
+
+static void adaptive_rows(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const pool_loop *l = ctx;
+    const float *xd = l->src;
+    float *yd = l->dst;
+    const int64_t H = l->H, W = l->W, C = l->C, Ho = l->Ho, Wo = l->Wo;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t n = r / Ho, oh = r % Ho;
+        int64_t h0 = bin_start(oh, H, Ho), h1 = bin_end(oh, H, Ho);
+        for (int64_t ow = 0; ow < Wo; ow++) {
+            int64_t w0 = bin_start(ow, W, Wo), w1 = bin_end(ow, W, Wo);
+            float *yr = yd + (r * Wo + ow) * C;
+            for (int64_t c = 0; c < C; c++) yr[c] = 0;
+            for (int64_t h = h0; h < h1; h++)
+                for (int64_t w = w0; w < w1; w++) {
+                    const float *xr = xd + ((n * H + h) * W + w) * C;
+                    for (int64_t c = 0; c < C; c++) yr[c] += xr[c];
+                }
+            const float inv = 1.0f / (float)((h1 - h0) * (w1 - w0));
+            for (int64_t c = 0; c < C; c++) yr[c] *= inv;
+        }
+    }
 }
 
 int nad_adaptive_avgpool2d_forward(int32_t out_h, int32_t out_w, const nad_tensor *x,
@@ -165,24 +218,37 @@ int nad_adaptive_avgpool2d_forward(int32_t out_h, int32_t out_w, const nad_tenso
     if ((rc = nad_resize_as(y, &shape)) || (rc = nad_check_contig(fn, "y", y))) return rc;
     const float *xd = nad_data(x);
     float *yd = nad_data(y);
-    #pragma omp parallel for schedule(static) if (N * H * W * C > PAR_MIN)
-    for (int64_t r = 0; r < N * Ho; r++) {
-        int64_t n = r / Ho, oh = r % Ho;
-        int64_t h0 = bin_start(oh, H, Ho), h1 = bin_end(oh, H, Ho);
-        for (int64_t ow = 0; ow < Wo; ow++) {
-            int64_t w0 = bin_start(ow, W, Wo), w1 = bin_end(ow, W, Wo);
-            float *yr = yd + (r * Wo + ow) * C;
-            for (int64_t c = 0; c < C; c++) yr[c] = 0;
-            for (int64_t h = h0; h < h1; h++)
-                for (int64_t w = w0; w < w1; w++) {
-                    const float *xr = xd + ((n * H + h) * W + w) * C;
-                    for (int64_t c = 0; c < C; c++) yr[c] += xr[c];
+    pool_loop l = {xd, yd, H, W, C, Ho, Wo, 0, 0, 0};
+    nad_parallel_for(N * Ho, N * H * W * C > PAR_MIN, adaptive_rows, &l);
+    return 0;
+}
+
+static void adaptive_grad_rows(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const pool_loop *l = ctx;
+    const float *g = l->src;
+    float *o = l->dst;
+    const int64_t H = l->H, W = l->W, C = l->C, Ho = l->Ho, Wo = l->Wo;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t n = r / H, h = r % H;
+        int64_t oh0 = h * Ho / H, oh1 = min64(Ho - 1, ((h + 1) * Ho + H - 1) / H - 1);
+        for (int64_t w = 0; w < W; w++) {
+            int64_t ow0 = w * Wo / W, ow1 = min64(Wo - 1, ((w + 1) * Wo + W - 1) / W - 1);
+            float *orow = o + (r * W + w) * C;
+            for (int64_t c = 0; c < C; c++) orow[c] = 0;
+            for (int64_t oh = oh0; oh <= oh1; oh++) {
+                int64_t hs = bin_start(oh, H, Ho), he = bin_end(oh, H, Ho);
+                if (h < hs || h >= he) continue;
+                for (int64_t ow = ow0; ow <= ow1; ow++) {
+                    int64_t ws = bin_start(ow, W, Wo), we = bin_end(ow, W, Wo);
+                    if (w < ws || w >= we) continue;
+                    const float inv = 1.0f / (float)((he - hs) * (we - ws));
+                    const float *gr = g + ((n * Ho + oh) * Wo + ow) * C;
+                    for (int64_t c = 0; c < C; c++) orow[c] += gr[c] * inv;
                 }
-            const float inv = 1.0f / (float)((h1 - h0) * (w1 - w0));
-            for (int64_t c = 0; c < C; c++) yr[c] *= inv;
+            }
         }
     }
-    return 0;
 }
 
 /* dx[h, w] = sum over the bins (oh, ow) that contain (h, w) of dy[oh, ow] / bin area.
@@ -203,26 +269,7 @@ int nad_adaptive_avgpool2d_backward(const nad_tensor *x, const nad_tensor *dy, n
     if ((rc = nad_resize_as(dx, x)) || (rc = nad_check_contig(fn, "dx", dx))) return rc;
     const float *g = nad_data(dy);
     float *o = nad_data(dx);
-    #pragma omp parallel for schedule(static) if (N * H * W * C > PAR_MIN)
-    for (int64_t r = 0; r < N * H; r++) {
-        int64_t n = r / H, h = r % H;
-        int64_t oh0 = h * Ho / H, oh1 = min64(Ho - 1, ((h + 1) * Ho + H - 1) / H - 1);
-        for (int64_t w = 0; w < W; w++) {
-            int64_t ow0 = w * Wo / W, ow1 = min64(Wo - 1, ((w + 1) * Wo + W - 1) / W - 1);
-            float *orow = o + (r * W + w) * C;
-            for (int64_t c = 0; c < C; c++) orow[c] = 0;
-            for (int64_t oh = oh0; oh <= oh1; oh++) {
-                int64_t hs = bin_start(oh, H, Ho), he = bin_end(oh, H, Ho);
-                if (h < hs || h >= he) continue;
-                for (int64_t ow = ow0; ow <= ow1; ow++) {
-                    int64_t ws = bin_start(ow, W, Wo), we = bin_end(ow, W, Wo);
-                    if (w < ws || w >= we) continue;
-                    const float inv = 1.0f / (float)((he - hs) * (we - ws));
-                    const float *gr = g + ((n * Ho + oh) * Wo + ow) * C;
-                    for (int64_t c = 0; c < C; c++) orow[c] += gr[c] * inv;
-                }
-            }
-        }
-    }
+    pool_loop l = {g, o, H, W, C, Ho, Wo, 0, 0, 0};
+    nad_parallel_for(N * H, N * H * W * C > PAR_MIN, adaptive_grad_rows, &l);
     return 0;
 }

@@ -34,8 +34,10 @@ static inline void adam_elem(const adam_k *k, float g, float *p, float *m, float
     *p = pv + (-k->step_size) * (mv / (sqrtf(vv) / k->bc2_sqrt + k->eps));
 }
 
-/* n elements with unit stride: the vectorised path (same arithmetic as adam_elem). */
-static void adam_run(const adam_k *k, int64_t n, const float *g, float *p, float *m, float *v)
+/* n elements with unit stride: the vectorised path (same arithmetic as adam_elem; no
+   contraction into FMAs under -std=c11, so every ISA's kernel gives the same bits). */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+adam_run(const adam_k *k, int64_t n, const float *g, float *p, float *m, float *v)
 {
     const float decay = k->decay, l2 = k->l2, b1 = k->beta1, c1 = k->one_minus_beta1;
     const float b2 = k->beta2, c2 = k->one_minus_beta2, bc2 = k->bc2_sqrt, eps = k->eps;
@@ -49,6 +51,42 @@ static void adam_run(const adam_k *k, int64_t n, const float *g, float *p, float
         m[i] = mv;
         v[i] = vv;
         p[i] = pv + (-ss) * (mv / (sqrtf(vv) / bc2 + eps));
+    }
+}
+
+/* a step's loop: blocks of ADAM_BLOCK elements (all four contiguous), or rows of the views */
+typedef struct step_loop {
+    const adam_k *k;
+    const float *gd;
+    float *pd, *md, *vd;
+    int64_t n;
+    nad_rowiter pi, gi, mi, vi;
+} step_loop;
+
+static void step_blocks(void *ctx, int64_t b0, int64_t b1, int thread)
+{
+    const step_loop *l = ctx;
+    for (int64_t blk = b0; blk < b1; blk++) {
+        int64_t i0 = blk * ADAM_BLOCK, len = l->n - i0 < ADAM_BLOCK ? l->n - i0 : ADAM_BLOCK;
+        adam_run(l->k, len, l->gd + i0, l->pd + i0, l->md + i0, l->vd + i0);
+    }
+}
+
+static void step_rows(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const step_loop *l = ctx;
+    const nad_rowiter *pi = &l->pi, *gi = &l->gi, *mi = &l->mi, *vi = &l->vi;
+    for (int64_t r = r0; r < r1; r++) {
+        float *pr = l->pd + nad_rowiter_offset(pi, r);
+        const float *gr = l->gd + nad_rowiter_offset(gi, r);
+        float *mr = l->md + nad_rowiter_offset(mi, r), *vr = l->vd + nad_rowiter_offset(vi, r);
+        if (pi->inner == 1 && gi->inner == 1 && mi->inner == 1 && vi->inner == 1) {
+            adam_run(l->k, pi->len, gr, pr, mr, vr);
+        } else {
+            for (int64_t j = 0; j < pi->len; j++)
+                adam_elem(l->k, gr[j * gi->inner], pr + j * pi->inner, mr + j * mi->inner,
+                          vr + j * vi->inner);
+        }
     }
 }
 
@@ -105,35 +143,17 @@ int nad_adam_step(const nad_adam_params *p, const nad_tensor *grad, nad_tensor *
     float *pd = nad_data(param), *md = nad_data(exp_avg), *vd = nad_data(exp_avg_sq);
     const float *gd = nad_data(grad);
 
+    step_loop l = {.k = &k, .gd = gd, .pd = pd, .md = md, .vd = vd, .n = n};
     if (nad_is_contiguous(param) && nad_is_contiguous(grad) && nad_is_contiguous(exp_avg) &&
         nad_is_contiguous(exp_avg_sq)) {
-        int64_t blocks = (n + ADAM_BLOCK - 1) / ADAM_BLOCK;
-        #pragma omp parallel for schedule(static) if (n > ADAM_PAR_MIN)
-        for (int64_t blk = 0; blk < blocks; blk++) {
-            int64_t i0 = blk * ADAM_BLOCK, len = n - i0 < ADAM_BLOCK ? n - i0 : ADAM_BLOCK;
-            adam_run(&k, len, gd + i0, pd + i0, md + i0, vd + i0);
-        }
+        nad_parallel_for((n + ADAM_BLOCK - 1) / ADAM_BLOCK, n > ADAM_PAR_MIN, step_blocks, &l);
         return 0;
     }
-
     /* Strided views (a slice of a larger weight): walk the four views row by row in step. */
-    nad_rowiter pi, gi, mi, vi;
-    nad_rowiter_init(&pi, param);
-    nad_rowiter_init(&gi, grad);
-    nad_rowiter_init(&mi, exp_avg);
-    nad_rowiter_init(&vi, exp_avg_sq);
-    #pragma omp parallel for schedule(static) if (n > ADAM_PAR_MIN)
-    for (int64_t r = 0; r < pi.rows; r++) {
-        float *pr = pd + nad_rowiter_offset(&pi, r);
-        const float *gr = gd + nad_rowiter_offset(&gi, r);
-        float *mr = md + nad_rowiter_offset(&mi, r), *vr = vd + nad_rowiter_offset(&vi, r);
-        if (pi.inner == 1 && gi.inner == 1 && mi.inner == 1 && vi.inner == 1) {
-            adam_run(&k, pi.len, gr, pr, mr, vr);
-        } else {
-            for (int64_t j = 0; j < pi.len; j++)
-                adam_elem(&k, gr[j * gi.inner], pr + j * pi.inner, mr + j * mi.inner,
-                          vr + j * vi.inner);
-        }
-    }
+    nad_rowiter_init(&l.pi, param);
+    nad_rowiter_init(&l.gi, grad);
+    nad_rowiter_init(&l.mi, exp_avg);
+    nad_rowiter_init(&l.vi, exp_avg_sq);
+    nad_parallel_for(l.pi.rows, n > ADAM_PAR_MIN, step_rows, &l);
     return 0;
 }

@@ -30,8 +30,10 @@ static inline void sgd_elem(const sgd_k *k, float g, float *p, float *b)
     *p = *p + (-k->lr) * d;
 }
 
-/* n elements with unit stride: the vectorised path. */
-static void sgd_run(const sgd_k *k, int64_t n, const float *g, float *p, float *b)
+/* n elements with unit stride: the vectorised path (no contraction into FMAs under -std=c11,
+   so every ISA's kernel gives the same bits). */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+sgd_run(const sgd_k *k, int64_t n, const float *g, float *p, float *b)
 {
     const float lr = k->lr, mom = k->momentum, keep = k->keep, wd = k->wd;
     if (!k->has_buf) {
@@ -58,6 +60,42 @@ static void sgd_run(const sgd_k *k, int64_t n, const float *g, float *p, float *
             float nb = mom * b[i] + keep * (g[i] + wd * p[i]);
             b[i] = nb;
             p[i] = p[i] + (-lr) * nb;
+        }
+    }
+}
+
+/* a step's loop: blocks of SGD_BLOCK elements (all contiguous), or rows of the views */
+typedef struct step_loop {
+    const sgd_k *k;
+    const float *gd;
+    float *pd, *bd;
+    int64_t n;
+    nad_rowiter pi, gi, bi;
+} step_loop;
+
+static void step_blocks(void *ctx, int64_t b0, int64_t b1, int thread)
+{
+    const step_loop *l = ctx;
+    for (int64_t blk = b0; blk < b1; blk++) {
+        int64_t i0 = blk * SGD_BLOCK, m = l->n - i0 < SGD_BLOCK ? l->n - i0 : SGD_BLOCK;
+        sgd_run(l->k, m, l->gd + i0, l->pd + i0, l->bd ? l->bd + i0 : NULL);
+    }
+}
+
+static void step_rows(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const step_loop *l = ctx;
+    const nad_rowiter *pi = &l->pi, *gi = &l->gi, *bi = &l->bi;
+    for (int64_t r = r0; r < r1; r++) {
+        float *pr = l->pd + nad_rowiter_offset(pi, r);
+        const float *gr = l->gd + nad_rowiter_offset(gi, r);
+        float *br = l->bd ? l->bd + nad_rowiter_offset(bi, r) : NULL;
+        if (pi->inner == 1 && gi->inner == 1 && (!br || bi->inner == 1)) {
+            sgd_run(l->k, pi->len, gr, pr, br);
+        } else {
+            for (int64_t j = 0; j < pi->len; j++)
+                sgd_elem(l->k, gr[j * gi->inner], pr + j * pi->inner,
+                         br ? br + j * bi->inner : NULL);
         }
     }
 }
@@ -105,33 +143,16 @@ int nad_sgd_step(const nad_sgd_params *p, int32_t first_step, const nad_tensor *
     const float *gd = nad_data(grad);
     float *bd = k.has_buf ? nad_data(momentum_buf) : NULL;
 
+    step_loop l = {.k = &k, .gd = gd, .pd = pd, .bd = bd, .n = n};
     if (nad_is_contiguous(param) && nad_is_contiguous(grad) &&
         (!k.has_buf || nad_is_contiguous(momentum_buf))) {
-        int64_t blocks = (n + SGD_BLOCK - 1) / SGD_BLOCK;
-        #pragma omp parallel for schedule(static) if (n > SGD_PAR_MIN)
-        for (int64_t blk = 0; blk < blocks; blk++) {
-            int64_t i0 = blk * SGD_BLOCK, m = n - i0 < SGD_BLOCK ? n - i0 : SGD_BLOCK;
-            sgd_run(&k, m, gd + i0, pd + i0, bd ? bd + i0 : NULL);
-        }
+        nad_parallel_for((n + SGD_BLOCK - 1) / SGD_BLOCK, n > SGD_PAR_MIN, step_blocks, &l);
         return 0;
     }
-
     /* Strided views (a slice of a larger weight): walk the three views row by row in step. */
-    nad_rowiter pi, gi, bi;
-    nad_rowiter_init(&pi, param);
-    nad_rowiter_init(&gi, grad);
-    nad_rowiter_init(&bi, k.has_buf ? momentum_buf : param);
-    #pragma omp parallel for schedule(static) if (n > SGD_PAR_MIN)
-    for (int64_t r = 0; r < pi.rows; r++) {
-        float *pr = pd + nad_rowiter_offset(&pi, r);
-        const float *gr = gd + nad_rowiter_offset(&gi, r);
-        float *br = bd ? bd + nad_rowiter_offset(&bi, r) : NULL;
-        if (pi.inner == 1 && gi.inner == 1 && (!br || bi.inner == 1)) {
-            sgd_run(&k, pi.len, gr, pr, br);
-        } else {
-            for (int64_t j = 0; j < pi.len; j++)
-                sgd_elem(&k, gr[j * gi.inner], pr + j * pi.inner, br ? br + j * bi.inner : NULL);
-        }
-    }
+    nad_rowiter_init(&l.pi, param);
+    nad_rowiter_init(&l.gi, grad);
+    nad_rowiter_init(&l.bi, k.has_buf ? momentum_buf : param);
+    nad_parallel_for(l.pi.rows, n > SGD_PAR_MIN, step_rows, &l);
     return 0;
 }
