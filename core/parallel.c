@@ -14,8 +14,9 @@
    running on another thread, spinning, and yielding the core after a while in case that
    thread was descheduled.
 
-   One loop at a time: a loop started while another runs (a second application thread, or a
-   nested call from inside a chunk) runs in its caller's thread. */
+   One loop at a time: a loop started while another runs (a second application thread) runs in
+   its caller's thread, and so does a loop started inside a chunk, where the thread count is
+   1 (below). */
 #include "internal.h"
 #include <omp.h>
 #include <pthread.h>
@@ -48,8 +49,6 @@ static struct {
     atomic_llong done; /* chunks finished */
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
-static _Thread_local bool inside; /* this thread runs a loop's chunk: nested loops are serial */
-
 /* Take and run chunks of generation gen until none is left. */
 static void take_chunks(uint32_t gen, int thread)
 {
@@ -70,7 +69,6 @@ static void take_chunks(uint32_t gen, int thread)
 static void *worker_main(void *arg)
 {
     int index = (int)(intptr_t)arg; /* 0-based among the workers */
-    inside = true;
     omp_set_num_threads(1); /* see nad_parallel_for */
     uint64_t seen = 0;
     for (;;) {
@@ -121,7 +119,7 @@ static int ensure_workers(int want)
 void nad_parallel_for(int64_t n, bool parallel, nad_range_fn fn, void *ctx)
 {
     if (n <= 0) return;
-    int threads = parallel && n > 1 && !inside ? nad_get_num_threads() : 1;
+    int threads = parallel && n > 1 ? nad_get_num_threads() : 1;
     bool expected = false;
     if (threads > 1 && !atomic_compare_exchange_strong(&pool.busy, &expected, true)) threads = 1;
     if (threads == 1) {
@@ -145,13 +143,12 @@ void nad_parallel_for(int64_t n, bool parallel, nad_range_fn fn, void *ctx)
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.mu);
     }
-    /* inside a chunk, OpenMP loops and OpenBLAS (which threads by the calling thread's
-       OpenMP thread count) run in their thread, as they did inside an OpenMP region */
+    /* inside a chunk the thread count is 1: nested loops, OpenMP loops and OpenBLAS (which
+       threads by the calling thread's OpenMP thread count) run in its thread, as they did
+       inside an OpenMP region */
     const int saved = omp_get_max_threads();
     omp_set_num_threads(1);
-    inside = true;
     take_chunks(gen, 0);
-    inside = false;
     omp_set_num_threads(saved);
     /* only chunks another thread is running are left */
     for (int spins = 0;

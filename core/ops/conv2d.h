@@ -133,4 +133,13 @@ void nad_sm_forward_row(const geom *g, const float *xp, const float *wp, const f
    times the input under each tap */
 void nad_sm_dw_row(const geom *g, const float *xp, const float *dyp, int64_t q, float *a);
 
+/* The im2col path (conv2d_im2col.c): cols[(q - q0) Wo + wo][G][K][K][Cig] = x's patches for
+   output rows [q0, q1); dx += col2im(cols) for those rows, each input row gathering the column
+   entries that read it (threads own disjoint rows, the order is fixed); db += column sums of
+   dy[rows][co] in nparts fixed parts added in order (part: nparts co floats of scratch). */
+void nad_im2col(const geom *g, const float *x, int64_t q0, int64_t q1, float *cols);
+void nad_col2im_add(const geom *g, const float *cols, int64_t q0, int64_t q1, float *dx);
+void nad_add_colsum(const float *dy, int64_t rows, int64_t co, int64_t nparts, float *part,
+                    nad_tensor *db);
+
 #endif
