@@ -4,9 +4,11 @@
 --       largest of searchspaces/autonad.lua, decoder width D), draws its weights (autonad's
 --       init, seed 1) and an input [2,size,size,1], writes weights + bench.input +
 --       bench.logits (autonad's forward) to out.ckpt and prints one JSON line (arch, MACs).
---   run <ckpt> <threads> <mode> <warmup> <repeats> [check=1]   times one mode (inf1 | inf8 |
---       train8) on the checkpoint's subnet and weights (check: first compare its logits with
---       the file's); prints one JSON line: seconds per call, peak RSS (VmHWM), OpenBLAS config.
+--   run <ckpt> <threads> <mode> <warmup> <repeats> [check=1] [min_s=0]   times one mode
+--       (inf1 | inf8 | train8) on the checkpoint's subnet and weights (check: first compare its
+--       logits with the file's): warmup calls, then at least `repeats` timed calls, more while
+--       their total is below min_s seconds (at most MAX_CALLS); prints one JSON line: seconds
+--       per call, peak RSS (VmHWM), OpenBLAS config.
 -- AUTONAD_LIB=build/libautonad.so luajit bench/vs_torch.lua ...
 local dir = debug.getinfo(1, 'S').source:match('^@(.*)/[^/]*$') or '.'
 package.path = table.concat({ dir .. '/../lua/?.lua', dir .. '/../lua/?/init.lua', package.path }, ';')
@@ -85,8 +87,11 @@ function commands.prepare(subnet, size, width, out)
     print(json.encode(meta))
 end
 
-function commands.run(path, threads, mode, warmup, repeats, check_logits)
+local MAX_CALLS = 60 -- timed calls under min_s (bench/vs_torch.py: the same)
+
+function commands.run(path, threads, mode, warmup, repeats, check_logits, min_s)
     threads, warmup, repeats = tonumber(threads), tonumber(warmup), tonumber(repeats)
+    min_s = tonumber(min_s or 0)
     autonad.set_num_threads(threads)
     local t, meta = ckpt.load(path)
     local size, classes = meta.size, meta.classes
@@ -132,12 +137,13 @@ function commands.run(path, threads, mode, warmup, repeats, check_logits)
     else
         error('vs_torch: unknown mode ' .. tostring(mode) .. ' (inf1 | inf8 | train8)', 0)
     end
-    local times = {}
-    for i = 1, warmup + repeats do
+    for _ = 1, warmup do call() end
+    local times, total = {}, 0
+    while #times < repeats or (total < min_s and #times < MAX_CALLS) do
         local t0 = now()
         call()
-        local dt = now() - t0
-        if i > warmup then times[#times + 1] = dt end
+        times[#times + 1] = now() - t0
+        total = total + times[#times]
     end
     print(json.encode({ times = times, median = median(times), hwm_kb = vm_kb('VmHWM'),
         rss_kb = vm_kb('VmRSS'), threads = autonad.get_num_threads(), blas = autonad.blas_info() }))
@@ -147,7 +153,7 @@ if arg and arg[0] and arg[0]:match('vs_torch%.lua$') then
     local cmd = table.remove(arg, 1)
     if not commands[cmd] then
         io.stderr:write('usage: luajit bench/vs_torch.lua prepare <subnet> <size> <width> <out.ckpt>\n' ..
-            '       luajit bench/vs_torch.lua run <ckpt> <threads> <inf1|inf8|train8> <warmup> <repeats> [check=1]\n')
+            '       luajit bench/vs_torch.lua run <ckpt> <threads> <inf1|inf8|train8> <warmup> <repeats> [check=1] [min_s=0]\n')
         os.exit(2)
     end
     commands[cmd](unpack(arg))

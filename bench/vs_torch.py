@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MODES = ["inf1", "inf8", "train8"]
 BATCH = {"inf1": 1, "inf8": 8, "train8": 8}
+MAX_CALLS = 60  # timed calls per side and round under --min-time (vs_torch.lua: the same)
 # both sides run without these (the build machine's defaults pin a kernel and a cache size)
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -101,13 +102,16 @@ def torch_child(task, parent_rss_kb=None):
         del W
     gc.collect()
 
-    def timed(call, w, r):
+    def timed(call, w, r, min_s=0.0):
+        """w untimed calls, then at least r timed ones, more while their total is below min_s
+        (at most MAX_CALLS)"""
         ts = []
-        for i in range(w + r):
+        for i in range(w):
+            call()
+        while len(ts) < r or (sum(ts) < min_s and len(ts) < MAX_CALLS):
             t0 = time.perf_counter()
             call()
-            if i >= w:
-                ts.append(time.perf_counter() - t0)
+            ts.append(time.perf_counter() - t0)
         return ts
 
     out = {"rel": rel, "threads": torch.get_num_threads()}
@@ -117,7 +121,7 @@ def torch_child(task, parent_rss_kb=None):
         out["probe"] = {str(cl): med[cl] for cl in formats}
         return out
     (cl,) = formats
-    out["times"] = timed(runs[cl], warmup, repeats)
+    out["times"] = timed(runs[cl], warmup, repeats, task.get("min_s", 0.0))
     out["cl"] = cl
     hwm = vm_kb("VmHWM")
     out["child_hwm_kb"], out["child_start_rss_kb"] = hwm, start_rss
@@ -233,6 +237,10 @@ def main():
     ap.add_argument("--modes", default="inf1,inf8,train8")
     ap.add_argument("--warmup", type=int, default=2, help="untimed calls per process")
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per process and round")
+    ap.add_argument("--min-time", type=float, default=0.5,
+                    help="seconds: each side goes on past --repeats timed calls per round until"
+                         " their total reaches this (at most %d calls), so that fast rows get"
+                         " enough samples for a steady median" % MAX_CALLS)
     ap.add_argument("--rounds", type=int, default=2,
                     help="alternations A B C A B C ...; medians pool all rounds")
     ap.add_argument("--no-default", action="store_true", help="skip PyTorch at its defaults")
@@ -373,12 +381,14 @@ def run_row(a, servers, styles, env_a, path, t, mode):
         res[st] = {"times": []}
     for r in range(a.rounds):
         first = r == 0
-        out = lua(["run", path, t, mode, a.warmup, a.repeats, 1 if first else 0], env_a)
+        out = lua(["run", path, t, mode, a.warmup, a.repeats, 1 if first else 0, a.min_time],
+                  env_a)
         res["autonad"]["times"] += out["times"]
         res["autonad"].update(hwm_kb=out["hwm_kb"], blas=out["blas"])
         for st in styles:
             o = servers[st, t].run(kind="bench", ckpt=path, mode=mode, warmup=a.warmup,
-                                   repeats=a.repeats, cl=cl if st == "best" else False,
+                                   repeats=a.repeats, min_s=a.min_time,
+                                   cl=cl if st == "best" else False,
                                    check=first and (st == "default" or a.cl != "auto"),
                                    probe=False)
             if "error" in o:

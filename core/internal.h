@@ -105,10 +105,10 @@ uint64_t nad_storage_frees(void);
 void nad_panel_rows(const nad_panel *pn, int64_t rows, const float *a, int64_t lda, int nseg,
                     const int64_t *off, bool accumulate, float *c, int64_t ldc);
 
-/* When a loop is worth a parallel region. Each region wakes the sleeping OpenMP threads
-   (autonad waits passively: lua/autonad/ffi.lua): about 50 us on the 2-core VMs we measure
-   on, so a loop with less than about 100 us of single-thread work runs faster in the calling
-   thread (at batch 1 most of a forward's ~150 regions are that small). Thresholds count
+/* When a loop is worth running on more than one thread. The core's workers sleep between loops
+   (parallel.c), and one joins a loop some 20-70 us after it starts on the 2-core VMs we measure
+   on, so a loop with less than about 100 us of single-thread work gains little or nothing from
+   it (at batch 1 most of a forward's ~150 loops are that small). Thresholds count
    NAD_PAR_FLOATS floats of a memory-bound pass (read + written, about 1 MiB), NAD_PAR_FMAS
    multiply-adds of arithmetic-bound work, or NAD_PAR_TRANSCENDENTAL elements of erf / exp work. */
 enum { NAD_PAR_FLOATS = 1 << 18, NAD_PAR_FMAS = 1 << 22, NAD_PAR_TRANSCENDENTAL = 1 << 16 };

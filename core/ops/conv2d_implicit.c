@@ -37,9 +37,9 @@ static int64_t padded_floats(const geom *g)
     return g->pad ? (g->h + 2 * g->pad) * (g->w + 2 * g->pad) * g->ci : 0;
 }
 
-/* Each parallel region costs about 40 us to wake passive threads (README), and a batch's
-   images one at a time took one or two each: with at least as many images as threads (and an
-   even share for each), threads take whole images in one region instead. Rows are computed
+/* A sleeping worker joins each parallel loop late (20-70 us, internal.h), and a batch's images
+   one at a time took one or two loops each: with at least as many images as threads (and an
+   even share for each), threads take whole images in one loop instead. Rows are computed
    alike either way, so the bits are the same. */
 bool nad_conv_images_to_threads(const geom *g)
 {

@@ -1,6 +1,6 @@
 /* groupnorm.c: group norm on channels-last x[N,H,W,C] (biased variance), forward and backward.
    Statistics per (sample, group) over H*W*C/groups values, one (sample, block of groups) per
-   OpenMP task.
+   parallel-loop index (nad_parallel_for).
    Used by the decoder (GroupNorm + ReLU after each conv, 8 groups by default). */
 #include "../internal.h"
 #include <math.h>

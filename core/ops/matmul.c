@@ -158,10 +158,10 @@ int nad_matmul(int32_t trans_a, int32_t trans_b, float alpha, const nad_tensor *
     const float *pa = nad_data(a), *pb = nad_data(b);
     float *pc = nad_data(c);
     /* Many small products (attention's heads): the threads take whole products, each a
-       one-thread BLAS call (OpenBLAS runs single-threaded inside a parallel region). Called
-       one by one, every product big enough for OpenBLAS to thread would wake the sleeping
-       threads (~40 us each: bench/bench_omp_region.c), 7x the products' own time at 2 threads
-       (bench_gemm_layers, stage-1 attention). */
+       one-thread BLAS call (OpenBLAS runs single-threaded inside the core's parallel loop).
+       Called one by one, every product big enough for OpenBLAS to thread would wake its
+       sleeping OpenMP threads (~40 us each: bench/bench_omp_region.c), 7x the products' own
+       time at 2 threads (bench_gemm_layers, stage-1 attention). */
     /* A small transposed B (attention's q k^T and dO v^T: k = 32 head dims by 16-49 keys)
        goes to OpenBLAS untransposed: its NT kernels ran these shapes at 52-77 % of its NN
        speed, the copy costs about 0.2 us per product (bench_gemm_layers, attention S, dA). */

@@ -1,5 +1,5 @@
 /* softmax.c: numerically stable softmax over the last dim, forward and backward, one row per
-   OpenMP task. Used by attention (scores per head) and the MLP mixer's split attention. */
+   parallel-loop index (nad_parallel_for). Used by attention (scores per head) and the MLP mixer's split attention. */
 #include "../internal.h"
 #include "../vecmath.h"
 #include <math.h>
