@@ -2,8 +2,10 @@
    im2col convolutions, the attention products), autonad's GFLOP/s beside cblas_sgemm's on the
    same (M, N, K) as one plain call on contiguous data: the ratio shows what im2col, packing,
    bias, strided views and chunking cost. Batch 8, 128x128 and 200x200 input; see
-   bench/README.md. Usage: bench_gemm_layers [threads] (with OPENBLAS_CORETYPE unset). */
+   bench/README.md. Usage: bench_gemm_layers [threads] (with OPENBLAS_CORETYPE unset);
+   BENCH_ONLY=<text> times only the rows whose "layer pass" contains it. */
 #include "bench_util.h"
+#include <string.h>
 
 enum { BATCH = 8 };
 
@@ -18,6 +20,8 @@ static void compare(const char *layer, const char *pass, bench_fn fn, void *ctx,
     else snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)m, (long long)n,
                   (long long)k);
     snprintf(what, sizeof what, "%s %s", layer, pass);
+    const char *only = getenv("BENCH_ONLY"); /* a substring of "layer pass": that row only */
+    if (only && !strstr(what, only)) return;
     bench_gemm g;
     if (bench_gemm_init(&g, count, (int)m, (int)n, (int)k)) {
         fprintf(stderr, "%s: out of memory\n", what);

@@ -499,12 +499,12 @@ void nad_gemm_nn(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, c
 }
 
 /* ---- weight gradients: C[m,n] += A^T B, A [k,m], B [k,n] (dw += dy^T x) ----
-   Long inner dim (k = pixels x batch), small C. B is read in place (no packing), in chunks of KC rows that
-   stay in cache while every row tile of C passes over them; C accumulates in memory between
-   chunks. Threads take column blocks of 64 (each with all rows) when there are enough of them,
-   else groups of 24 rows (each with all columns): every C element is one thread's sum over k
-   in order, whatever the thread count. */
-enum { KC = 128, TN_ROWS = 24, TN_B_MAX = 1 << 22, TN_SUMS_MAX = 4096 };
+   Long inner dim (k = pixels x batch), small C. B is read in place (no packing), in chunks of
+   KC rows that stay in cache while every row tile of C passes over them; C accumulates in
+   memory between chunks. Threads take groups of columns (each with all rows) or of rows (each
+   with all columns), chosen in tn_run: every C element is one thread's sum over k in order,
+   whatever the thread count. */
+enum { KC = 128, TN_ROWS = 24, TN_STREAM_FLOATS = 1 << 18, TN_SUMS_MAX = 4096 };
 
 TARGET static void tn_task(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t k,
                            const float *a, int64_t lda, const float *b, int64_t ldb, float *c,
@@ -532,15 +532,12 @@ TARGET static void tn_task(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64
     }
 }
 
-/* a B of more than TN_B_MAX floats (16 MiB) streams from memory: OpenBLAS is as fast or faster
-   there (measured at 1 thread: 64x576x20000 75 vs 74 GFLOP/s; 32x256x8192 80 vs 100, ours
-   second) */
 static bool tn_kernel_runs(int64_t m, int64_t n, int64_t k)
 {
-    return nad_panel_available() && m >= 6 && k * n <= TN_B_MAX;
+    return nad_panel_available() && m >= 6;
 }
 
-/* tn_run's tasks: column blocks of 64, or groups of `rows` rows */
+/* tn_run's tasks: groups of `cols` columns (all rows) or of `rows` rows (all columns) */
 typedef struct tn_loop {
     int64_t m, n, k;
     const float *a;
@@ -550,7 +547,7 @@ typedef struct tn_loop {
     float *c;
     int64_t ldc;
     float *db;
-    int64_t dbs, rows;
+    int64_t dbs, rows, cols;
     bool by_columns;
 } tn_loop;
 
@@ -562,13 +559,13 @@ static void tn_tasks(void *ctx, int64_t begin, int64_t end, int thread)
         double sums[TN_SUMS_MAX];
         int64_t r0 = 0, r1 = m, c0 = 0, c1 = n;
         if (l->by_columns) {
-            c0 = t * 64;
-            c1 = c0 + 64 < n ? c0 + 64 : n;
+            c0 = t * l->cols < n ? t * l->cols : n;
+            c1 = c0 + l->cols < n ? c0 + l->cols : n;
         } else {
             r0 = t * l->rows < m ? t * l->rows : m;
             r1 = r0 + l->rows < m ? r0 + l->rows : m;
         }
-        /* the bias sums: each row of C's by one task (the first column block's) */
+        /* the bias sums: each row of C's by one task (the first column group's) */
         bool summing = l->db && c0 == 0;
         if (summing) memset(sums, 0, (size_t)(r1 - r0) * sizeof(double));
         tn_task(r0, r1, c0, c1, l->k, l->a, l->lda, l->b, l->ldb, l->c, l->ldc,
@@ -578,18 +575,37 @@ static void tn_tasks(void *ctx, int64_t begin, int64_t end, int thread)
     }
 }
 
+/* Each task passes over all of A ([k, m]) for its columns, or all of B ([k, n]) for its rows.
+   Operands that fit in L2 are read again from there: tasks of 64 columns when there are
+   enough of them to share out, else groups of up to TN_ROWS rows. Operands larger than that
+   stream from L3 or memory, where each pass costs: one task per thread, each a group of
+   columns where A is the smaller operand (m < n), else a group of rows (at 1 thread one
+   task: A and B read once). 64 column tasks of a 64x576x20000 product read A 9 times: 63 ->
+   83 GFLOP/s at 1 thread; 256x256x51200 went to OpenBLAS (90 GFLOP/s, 136-175 at 2 threads)
+   and now runs at 94 and 160-180 (bench/bench_gemm_layers.c has these shapes). Whatever the
+   split, each element of C is one task's sum over k in order: the same bits. */
 static void tn_run(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
                    int64_t ldb, float *c, int64_t ldc, float *db, int64_t dbs)
 {
     int64_t ncb = (n + 63) / 64, nrg = (m + TN_ROWS - 1) / TN_ROWS;
     int64_t threads = m * n * k > NAD_PAR_FMAS ? nad_get_num_threads() : 1;
-    bool by_columns = ncb >= 2 * threads || nrg == 1;
-    /* by rows: a multiple of the thread count of groups of at most TN_ROWS rows, of equal
-       size but the last (m = 32 at 2 threads: 16 + 16 rows, not 24 + 8) */
-    if (!by_columns) nrg = (nrg + threads - 1) / threads * threads;
-    int64_t rows = (m + nrg - 1) / nrg;
-    int64_t tasks = by_columns ? ncb : nrg;
-    tn_loop l = {m, n, k, a, lda, b, ldb, c, ldc, db, dbs, rows, by_columns};
+    int64_t cols = 64, rows, tasks;
+    bool by_columns;
+    if (k * (m + n) > TN_STREAM_FLOATS) {
+        by_columns = m < n;
+        tasks = threads;
+        /* column groups of whole vectors, as equal as that allows */
+        cols = ((n + threads - 1) / threads + 15) / 16 * 16;
+        rows = (m + threads - 1) / threads;
+    } else {
+        by_columns = ncb >= 2 * threads || nrg == 1;
+        /* by rows: a multiple of the thread count of groups of at most TN_ROWS rows, of equal
+           size but the last (m = 32 at 2 threads: 16 + 16 rows, not 24 + 8) */
+        if (!by_columns) nrg = (nrg + threads - 1) / threads * threads;
+        rows = (m + nrg - 1) / nrg;
+        tasks = by_columns ? ncb : nrg;
+    }
+    tn_loop l = {m, n, k, a, lda, b, ldb, c, ldc, db, dbs, rows, cols, by_columns};
     nad_parallel_for(tasks, threads > 1, tn_tasks, &l);
 }
 

@@ -116,15 +116,21 @@ Test(gemm, same_bits_at_any_thread_count)
 }
 
 /* C += A^T B, A [k,m], B [k,n], padded leading dims: every tile width and height, k over
-   several chunks of KC = 128, too few rows for the kernel (BLAS), both ways of splitting work */
+   several chunks of KC = 128, too few rows for the kernel (BLAS), every way of splitting work
+   (operands that fit in L2: 64-column tasks or row groups; larger ones: a group of columns or
+   of rows per thread, uneven where n or m is odd), at 1 and 2 threads; the bias sums of
+   nad_gemm_tn_acc_bias along with it */
 Test(gemm, tn_acc_matches_loop)
 {
     static const shape tn[] = {
-        {64, 576, 300}, {5, 40, 17}, {6, 16, 1},   {37, 33, 129}, {256, 32, 260},
-        {13, 200, 64},  {24, 64, 128}, {100, 100, 77}, {7, 1, 9},
+        {64, 576, 300}, {5, 40, 17},    {6, 16, 1},      {37, 33, 129}, {256, 32, 260},
+        {13, 200, 64},  {24, 64, 128},  {100, 100, 77},  {7, 1, 9},     {30, 203, 1500},
+        {301, 21, 1200}, {7, 600, 500}, {97, 97, 1500},
     };
-    for (size_t t = 0; t < sizeof tn / sizeof *tn; t++) {
-        shape s = tn[t];
+    int32_t before = nad_get_num_threads();
+    for (size_t t = 0; t < 2 * sizeof tn / sizeof *tn; t++) {
+        shape s = tn[t / 2];
+        nad_set_num_threads(1 + (int32_t)(t % 2));
         nad_rng rng;
         nad_rng_init(&rng, (uint64_t)(31 + t));
         int64_t lda = s.m + 3, ldb = s.n + 5, ldc = s.n + 2;
@@ -134,7 +140,19 @@ Test(gemm, tn_acc_matches_loop)
         fill(&rng, b, s.k * ldb);
         fill(&rng, c0, s.m * ldc);
         memcpy(c, c0, sizeof(float) * (size_t)(s.m * ldc));
-        nad_gemm_tn_acc(s.m, s.n, s.k, a, lda, b, ldb, c, ldc);
+        float *db = calloc((size_t)s.m, sizeof(float));
+        if (!nad_gemm_tn_acc_bias(s.m, s.n, s.k, a, lda, b, ldb, c, ldc, db, 1)) {
+            nad_gemm_tn_acc(s.m, s.n, s.k, a, lda, b, ldb, c, ldc);
+            for (int64_t i = 0; i < s.m; i++)
+                for (int64_t kk = 0; kk < s.k; kk++) db[i] += a[kk * lda + i];
+        }
+        for (int64_t i = 0; i < s.m; i++) {
+            double want = 0;
+            for (int64_t kk = 0; kk < s.k; kk++) want += a[kk * lda + i];
+            cr_assert(fabs(db[i] - want) <= 1e-5 * (double)s.k + 1e-5, "tn bias m=%lld: db[%lld]"
+                      " = %.7g, want %.7g", (long long)s.m, (long long)i, db[i], want);
+        }
+        free(db);
         for (int64_t i = 0; i < s.m; i++)
             for (int64_t j = 0; j < ldc; j++) {
                 double want = c0[i * ldc + j];
@@ -147,25 +165,32 @@ Test(gemm, tn_acc_matches_loop)
             }
         free(a); free(b); free(c); free(c0);
     }
+    nad_set_num_threads(before);
 }
 
 Test(gemm, tn_acc_same_bits_at_any_thread_count)
 {
-    shape s = {40, 300, 1000};
-    nad_rng rng;
-    nad_rng_init(&rng, 9);
-    float *a = malloc(sizeof(float) * (size_t)(s.k * s.m)), *b = malloc(sizeof(float) * (size_t)(s.k * s.n));
-    float *c1 = calloc((size_t)(s.m * s.n), sizeof(float)), *c2 = calloc((size_t)(s.m * s.n), sizeof(float));
-    fill(&rng, a, s.k * s.m);
-    fill(&rng, b, s.k * s.n);
-    int32_t before = nad_get_num_threads();
-    nad_set_num_threads(1);
-    nad_gemm_tn_acc(s.m, s.n, s.k, a, s.m, b, s.n, c1, s.n);
-    nad_set_num_threads(2);
-    nad_gemm_tn_acc(s.m, s.n, s.k, a, s.m, b, s.n, c2, s.n);
-    nad_set_num_threads(before);
-    cr_assert(memcmp(c1, c2, sizeof(float) * (size_t)(s.m * s.n)) == 0);
-    free(a); free(b); free(c1); free(c2);
+    static const shape shapes[] = {{40, 300, 1000}, {300, 40, 1000}, {40, 300, 100}};
+    for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+        shape s = shapes[t];
+        nad_rng rng;
+        nad_rng_init(&rng, 9);
+        float *a = malloc(sizeof(float) * (size_t)(s.k * s.m));
+        float *b = malloc(sizeof(float) * (size_t)(s.k * s.n));
+        float *c1 = calloc((size_t)(s.m * s.n), sizeof(float));
+        float *c2 = calloc((size_t)(s.m * s.n), sizeof(float));
+        fill(&rng, a, s.k * s.m);
+        fill(&rng, b, s.k * s.n);
+        int32_t before = nad_get_num_threads();
+        nad_set_num_threads(1);
+        nad_gemm_tn_acc(s.m, s.n, s.k, a, s.m, b, s.n, c1, s.n);
+        nad_set_num_threads(2);
+        nad_gemm_tn_acc(s.m, s.n, s.k, a, s.m, b, s.n, c2, s.n);
+        nad_set_num_threads(before);
+        cr_assert(memcmp(c1, c2, sizeof(float) * (size_t)(s.m * s.n)) == 0, "tn %lldx%lldx%lld",
+                  (long long)s.m, (long long)s.n, (long long)s.k);
+        free(a); free(b); free(c1); free(c2);
+    }
 }
 
 /* ---- frozen weights: packed panels kept between calls (nad_set_weights_frozen) ---- */
