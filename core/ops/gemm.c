@@ -504,7 +504,8 @@ void nad_gemm_nn(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, c
    memory between chunks. Threads take groups of columns (each with all rows) or of rows (each
    with all columns), chosen in tn_run: every C element is one thread's sum over k in order,
    whatever the thread count. */
-enum { KC = 128, TN_ROWS = 24, TN_STREAM_FLOATS = 1 << 18, TN_SUMS_MAX = 4096 };
+enum { KC = 128, TN_ROWS = 24, TN_STREAM_FLOATS = 1 << 18, TN_L3_FLOATS = 1 << 23,
+       TN_B_MAX = 1 << 22, TN_SUMS_MAX = 4096 };
 
 TARGET static void tn_task(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t k,
                            const float *a, int64_t lda, const float *b, int64_t ldb, float *c,
@@ -532,9 +533,28 @@ TARGET static void tn_task(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64
     }
 }
 
+/* Where one task per thread streams the operands (tn_run): at 1 thread when they do not fit
+   in L2, at more when the operand the fine split reads again is larger than L3 */
+static bool tn_per_thread(int64_t m, int64_t n, int64_t k, int64_t threads)
+{
+    int64_t ncb = (n + 63) / 64, nrg = (m + TN_ROWS - 1) / TN_ROWS;
+    bool by_columns = ncb >= 2 * threads || nrg == 1;
+    int64_t again = by_columns ? k * m : k * n; /* A per column task, B per row group */
+    return k * (m + n) > TN_STREAM_FLOATS && (threads == 1 || again > TN_L3_FLOATS);
+}
+
+static int64_t tn_threads(int64_t m, int64_t n, int64_t k)
+{
+    return m * n * k > NAD_PAR_FMAS ? nad_get_num_threads() : 1;
+}
+
+/* A B of more than TN_B_MAX floats (16 MiB) streams from memory: OpenBLAS was as fast or
+   faster there with the fine split (a 256x1024x8192 weight gradient at 2 threads: 23-24 ms,
+   the kernel 30); with a task per thread the kernel is (256x256x51200: above) */
 static bool tn_kernel_runs(int64_t m, int64_t n, int64_t k)
 {
-    return nad_panel_available() && m >= 6;
+    return nad_panel_available() && m >= 6 &&
+           (k * n <= TN_B_MAX || tn_per_thread(m, n, k, tn_threads(m, n, k)));
 }
 
 /* tn_run's tasks: groups of `cols` columns (all rows) or of `rows` rows (all columns) */
@@ -577,33 +597,31 @@ static void tn_tasks(void *ctx, int64_t begin, int64_t end, int thread)
 
 /* Each task passes over all of A ([k, m]) for its columns, or all of B ([k, n]) for its rows.
    Operands that fit in L2 are read again from there: tasks of 64 columns when there are
-   enough of them to share out, else groups of up to TN_ROWS rows. Operands larger than that
-   stream from L3 or memory, where each pass costs: one task per thread, each a group of
-   columns where A is the smaller operand (m < n), else a group of rows (at 1 thread one
-   task: A and B read once). 64 column tasks of a 64x576x20000 product read A 9 times: 63 ->
-   83 GFLOP/s at 1 thread; 256x256x51200 went to OpenBLAS (90 GFLOP/s, 136-175 at 2 threads)
-   and now runs at 94 and 160-180 (bench/bench_gemm_layers.c has these shapes). Whatever the
+   enough of them to share out, else groups of up to TN_ROWS rows. Operands larger than L2
+   stream from L3 or memory: at 1 thread one task then reads A and B once (64 column tasks of
+   a 64x576x20000 product read A 9 times: 63 -> 83 GFLOP/s; 256x256x16000 69 -> 94). At more
+   threads, where the operand read again is larger than L3, one task per thread: a group of
+   columns where A is the smaller operand, else of rows (256x256x51200, which went to
+   OpenBLAS at 90 GFLOP/s and 136-175 at 2 threads: 94 and 160-180, each timed alone, best of
+   5 calls). Below that the fine split measured faster at 2 threads (the fuse's
+   256x1024x8192 weight gradient 23-24 ms against 30 with a group per thread). Whatever the
    split, each element of C is one task's sum over k in order: the same bits. */
 static void tn_run(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
                    int64_t ldb, float *c, int64_t ldc, float *db, int64_t dbs)
 {
     int64_t ncb = (n + 63) / 64, nrg = (m + TN_ROWS - 1) / TN_ROWS;
-    int64_t threads = m * n * k > NAD_PAR_FMAS ? nad_get_num_threads() : 1;
-    int64_t cols = 64, rows, tasks;
-    bool by_columns;
-    if (k * (m + n) > TN_STREAM_FLOATS) {
+    int64_t threads = tn_threads(m, n, k);
+    int64_t cols = 64;
+    bool by_columns = ncb >= 2 * threads || nrg == 1;
+    /* by rows: a multiple of the thread count of groups of at most TN_ROWS rows, of equal
+       size but the last (m = 32 at 2 threads: 16 + 16 rows, not 24 + 8) */
+    if (!by_columns) nrg = (nrg + threads - 1) / threads * threads;
+    int64_t rows = (m + nrg - 1) / nrg, tasks = by_columns ? ncb : nrg;
+    if (tn_per_thread(m, n, k, threads)) {
         by_columns = m < n;
         tasks = threads;
-        /* column groups of whole vectors, as equal as that allows */
-        cols = ((n + threads - 1) / threads + 15) / 16 * 16;
+        cols = ((n + threads - 1) / threads + 15) / 16 * 16; /* whole vectors, near equal */
         rows = (m + threads - 1) / threads;
-    } else {
-        by_columns = ncb >= 2 * threads || nrg == 1;
-        /* by rows: a multiple of the thread count of groups of at most TN_ROWS rows, of equal
-           size but the last (m = 32 at 2 threads: 16 + 16 rows, not 24 + 8) */
-        if (!by_columns) nrg = (nrg + threads - 1) / threads * threads;
-        rows = (m + nrg - 1) / nrg;
-        tasks = by_columns ? ncb : nrg;
     }
     tn_loop l = {m, n, k, a, lda, b, ldb, c, ldc, db, dbs, rows, cols, by_columns};
     nad_parallel_for(tasks, threads > 1, tn_tasks, &l);
