@@ -533,28 +533,54 @@ TARGET static void tn_task(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64
     }
 }
 
-/* Where one task per thread streams the operands (tn_run): at 1 thread when they do not fit
-   in L2, at more when the operand the fine split reads again is larger than L3 */
-static bool tn_per_thread(int64_t m, int64_t n, int64_t k, int64_t threads)
-{
-    int64_t ncb = (n + 63) / 64, nrg = (m + TN_ROWS - 1) / TN_ROWS;
-    bool by_columns = ncb >= 2 * threads || nrg == 1;
-    int64_t again = by_columns ? k * m : k * n; /* A per column task, B per row group */
-    return k * (m + n) > TN_STREAM_FLOATS && (threads == 1 || again > TN_L3_FLOATS);
-}
+/* How tn_run shares out a product: `tasks` tasks of `cols` columns (all rows) or of `rows`
+   rows (all columns). Each task passes over all of A ([k, m]) for its columns, or all of B
+   ([k, n]) for its rows. Operands that fit in L2 are read again from there: tasks of 64
+   columns when there are enough of them to share out, else groups of up to TN_ROWS rows.
+   Operands larger than L2 stream from L3 or memory: at 1 thread one task then reads A and B
+   once (64 column tasks of a 64x576x20000 product read A 9 times: 63 -> 83 GFLOP/s;
+   256x256x16000 69 -> 94). At more threads, where the operand the fine split reads again is
+   larger than L3, one task per thread (per_thread): a group of columns where A is the smaller
+   operand, else of rows (256x256x51200, which went to OpenBLAS at 90 GFLOP/s and 136-175 at 2
+   threads: 94 and 160-180, each timed alone, best of 5 calls). Below that the fine split
+   measured faster at 2 threads (the fuse's 256x1024x8192 weight gradient 23-24 ms against 30
+   with a group per thread). Whatever the split, each element of C is one task's sum over k
+   in order: the same bits. */
+typedef struct tn_split {
+    int64_t threads, tasks, rows, cols;
+    bool by_columns, per_thread;
+} tn_split;
 
-static int64_t tn_threads(int64_t m, int64_t n, int64_t k)
+static tn_split tn_split_of(int64_t m, int64_t n, int64_t k)
 {
-    return m * n * k > NAD_PAR_FMAS ? nad_get_num_threads() : 1;
+    tn_split s = {.threads = m * n * k > NAD_PAR_FMAS ? nad_get_num_threads() : 1, .cols = 64};
+    const int64_t threads = s.threads, ncb = (n + 63) / 64;
+    int64_t nrg = (m + TN_ROWS - 1) / TN_ROWS;
+    s.by_columns = ncb >= 2 * threads || nrg == 1;
+    /* the operand the fine split reads again: A per column task, B per row group */
+    const int64_t again = s.by_columns ? k * m : k * n;
+    s.per_thread = k * (m + n) > TN_STREAM_FLOATS && (threads == 1 || again > TN_L3_FLOATS);
+    if (s.per_thread) {
+        s.by_columns = m < n;
+        s.tasks = threads;
+        s.cols = ((n + threads - 1) / threads + 15) / 16 * 16; /* whole vectors, near equal */
+        s.rows = (m + threads - 1) / threads;
+        return s;
+    }
+    /* by rows: a multiple of the thread count of groups of at most TN_ROWS rows, of equal
+       size but the last (m = 32 at 2 threads: 16 + 16 rows, not 24 + 8) */
+    if (!s.by_columns) nrg = (nrg + threads - 1) / threads * threads;
+    s.rows = (m + nrg - 1) / nrg;
+    s.tasks = s.by_columns ? ncb : nrg;
+    return s;
 }
 
 /* A B of more than TN_B_MAX floats (16 MiB) streams from memory: OpenBLAS was as fast or
    faster there with the fine split (a 256x1024x8192 weight gradient at 2 threads: 23-24 ms,
    the kernel 30); with a task per thread the kernel is (256x256x51200: above) */
-static bool tn_kernel_runs(int64_t m, int64_t n, int64_t k)
+static bool tn_kernel_runs(int64_t m, int64_t n, int64_t k, const tn_split *s)
 {
-    return nad_panel_available() && m >= 6 &&
-           (k * n <= TN_B_MAX || tn_per_thread(m, n, k, tn_threads(m, n, k)));
+    return nad_panel_available() && m >= 6 && (k * n <= TN_B_MAX || s->per_thread);
 }
 
 /* tn_run's tasks: groups of `cols` columns (all rows) or of `rows` rows (all columns) */
@@ -595,55 +621,34 @@ static void tn_tasks(void *ctx, int64_t begin, int64_t end, int thread)
     }
 }
 
-/* Each task passes over all of A ([k, m]) for its columns, or all of B ([k, n]) for its rows.
-   Operands that fit in L2 are read again from there: tasks of 64 columns when there are
-   enough of them to share out, else groups of up to TN_ROWS rows. Operands larger than L2
-   stream from L3 or memory: at 1 thread one task then reads A and B once (64 column tasks of
-   a 64x576x20000 product read A 9 times: 63 -> 83 GFLOP/s; 256x256x16000 69 -> 94). At more
-   threads, where the operand read again is larger than L3, one task per thread: a group of
-   columns where A is the smaller operand, else of rows (256x256x51200, which went to
-   OpenBLAS at 90 GFLOP/s and 136-175 at 2 threads: 94 and 160-180, each timed alone, best of
-   5 calls). Below that the fine split measured faster at 2 threads (the fuse's
-   256x1024x8192 weight gradient 23-24 ms against 30 with a group per thread). Whatever the
-   split, each element of C is one task's sum over k in order: the same bits. */
-static void tn_run(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
-                   int64_t ldb, float *c, int64_t ldc, float *db, int64_t dbs)
+static void tn_run(int64_t m, int64_t n, int64_t k, const tn_split *s, const float *a,
+                   int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc, float *db,
+                   int64_t dbs)
 {
-    int64_t ncb = (n + 63) / 64, nrg = (m + TN_ROWS - 1) / TN_ROWS;
-    int64_t threads = tn_threads(m, n, k);
-    int64_t cols = 64;
-    bool by_columns = ncb >= 2 * threads || nrg == 1;
-    /* by rows: a multiple of the thread count of groups of at most TN_ROWS rows, of equal
-       size but the last (m = 32 at 2 threads: 16 + 16 rows, not 24 + 8) */
-    if (!by_columns) nrg = (nrg + threads - 1) / threads * threads;
-    int64_t rows = (m + nrg - 1) / nrg, tasks = by_columns ? ncb : nrg;
-    if (tn_per_thread(m, n, k, threads)) {
-        by_columns = m < n;
-        tasks = threads;
-        cols = ((n + threads - 1) / threads + 15) / 16 * 16; /* whole vectors, near equal */
-        rows = (m + threads - 1) / threads;
-    }
-    tn_loop l = {m, n, k, a, lda, b, ldb, c, ldc, db, dbs, rows, cols, by_columns};
-    nad_parallel_for(tasks, threads > 1, tn_tasks, &l);
+    tn_loop l = {m, n, k, a, lda, b, ldb, c, ldc, db, dbs, s->rows, s->cols, s->by_columns};
+    nad_parallel_for(s->tasks, s->threads > 1, tn_tasks, &l);
 }
 
 void nad_gemm_tn_acc(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                      const float *b, int64_t ldb, float *c, int64_t ldc)
 {
     if (m <= 0 || n <= 0 || k <= 0) return;
-    if (!tn_kernel_runs(m, n, k)) {
+    const tn_split s = tn_split_of(m, n, k);
+    if (!tn_kernel_runs(m, n, k, &s)) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
                     (int)lda, b, (int)ldb, 1.0f, c, (int)ldc);
         return;
     }
-    tn_run(m, n, k, a, lda, b, ldb, c, ldc, NULL, 0);
+    tn_run(m, n, k, &s, a, lda, b, ldb, c, ldc, NULL, 0);
 }
 
 bool nad_gemm_tn_acc_bias(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                           const float *b, int64_t ldb, float *c, int64_t ldc, float *db,
                           int64_t dbs)
 {
-    if (m <= 0 || n <= 0 || k <= 0 || m > TN_SUMS_MAX || !tn_kernel_runs(m, n, k)) return false;
-    tn_run(m, n, k, a, lda, b, ldb, c, ldc, db, dbs);
+    if (m <= 0 || n <= 0 || k <= 0 || m > TN_SUMS_MAX) return false;
+    const tn_split s = tn_split_of(m, n, k);
+    if (!tn_kernel_runs(m, n, k, &s)) return false;
+    tn_run(m, n, k, &s, a, lda, b, ldb, c, ldc, db, dbs);
     return true;
 }
